@@ -1,0 +1,1 @@
+"""Glossary sources, one module per source, registered by name."""

@@ -1,0 +1,1 @@
+"""Hard-negative mining: BM25, dense FAISS, hybrid, positive-aware filters, exports."""

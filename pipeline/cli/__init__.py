@@ -1,0 +1,14 @@
+"""The `pipe` command line: the only package that imports typer. Each module adds one stage's commands."""
+
+from __future__ import annotations
+
+from pipeline.cli import compose, store_cmds  # noqa: F401  (each import registers its commands)
+from pipeline.cli.app import app
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+__all__ = ["app", "main"]

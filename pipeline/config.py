@@ -1,0 +1,171 @@
+"""Typed stage configs: dataclass defaults < config file (TOML/YAML/JSON) < CLI flags.
+
+Every stage declares a dataclass whose fields carry a default and a one-line doc (`option`). A
+config file may hold one table per stage (`[compose]`, `[mine]` …) or the stage's keys at top level.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import types
+from pathlib import Path
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
+
+from pipeline.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+C = TypeVar("C")
+
+
+def option(default: Any, doc: str) -> Any:
+    """A config field with its default and a one-line description."""
+    if isinstance(default, (list, dict, set)):
+        return dataclasses.field(default_factory=lambda: type(default)(default), metadata={"doc": doc})
+    return dataclasses.field(default=default, metadata={"doc": doc})
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Parse a TOML, YAML or JSON config file into a dict."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    text = path.read_text(encoding="utf-8")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".toml":
+            data = tomllib.loads(text)
+        elif suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+        elif suffix == ".json":
+            data = json.loads(text)
+        else:
+            raise ConfigError(f"{path}: unknown config format '{suffix}'", hint="use .toml, .yaml or .json")
+    except ConfigError:
+        raise
+    except Exception as exc:  # parse errors of three libraries
+        raise ConfigError(f"{path}: cannot parse config: {str(exc).splitlines()[0]}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the config must be a table/mapping at top level")
+    return data
+
+
+def _coerce(value: Any, tp: Any, name: str, where: str) -> Any:
+    """Convert a file or flag value to the field's type, or name the field at fault."""
+    origin = get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        args = [a for a in get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        errors = []
+        for arg in args:
+            try:
+                return _coerce(value, arg, name, where)
+            except ConfigError as exc:
+                errors.append(exc)
+        raise errors[0]
+    if origin is Literal:
+        choices = get_args(tp)
+        if value not in choices:
+            raise ConfigError(f"{where}field '{name}': {value!r} is not one of {', '.join(map(str, choices))}")
+        return value
+    if origin in (list, tuple):
+        (item_tp, *_rest) = get_args(tp) or (Any,)
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}field '{name}': expected a list, got {value!r}")
+        return [_coerce(v, item_tp, name, where) for v in value]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}field '{name}': expected a table, got {value!r}")
+        return dict(value)
+    try:
+        if tp is bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on", "false", "0", "no", "off"):
+                return value.lower() in ("true", "1", "yes", "on")
+            if isinstance(value, int) and value in (0, 1):
+                return bool(value)
+            raise ValueError
+        if tp is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            return int(value)
+        if tp is float:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        if tp is str:
+            if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+                raise ValueError
+            return str(value)
+        if tp is Path:
+            return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}field '{name}': {value!r} is not a valid {getattr(tp, '__name__', tp)}") from None
+    return value
+
+
+def build_config(cls: type[C], values: dict[str, Any], where: str = "") -> C:
+    """Instantiate a config dataclass from a mapping, checking names and types."""
+    hints = get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = [k for k in values if k not in fields]
+    if unknown:
+        raise ConfigError(f"{where}unknown field '{unknown[0]}'",
+                          hint=f"known fields: {', '.join(sorted(fields))}")
+    kwargs = {k: _coerce(v, hints[k], k, where) for k, v in values.items()}
+    config = cls(**kwargs)
+    validate = getattr(config, "validate", None)
+    if callable(validate):
+        validate()
+    return config
+
+
+def load_config(cls: type[C], section: str, file: str | Path | None = None,
+                overrides: dict[str, Any] | None = None) -> C:
+    """Resolve a stage config: dataclass defaults, then the file's section, then CLI overrides."""
+    values: dict[str, Any] = {}
+    if file is not None:
+        data = read_config_file(file)
+        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        if isinstance(data.get(section), dict):
+            values.update(data[section])
+        else:
+            # A flat file: take the keys this stage knows; other stages' tables are ignored.
+            values.update({k: v for k, v in data.items() if not isinstance(v, dict) or k in names})
+        where = f"{file}: [{section}] " if section in data else f"{file}: "
+        cfg_from_file = build_config(cls, values, where)
+        values = {f.name: getattr(cfg_from_file, f.name) for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            values[key] = value
+    return build_config(cls, values, "")
+
+
+def config_docs(cls: type) -> list[tuple[str, Any, str]]:
+    """(name, default, doc) for every field: for help texts and the README."""
+    rows = []
+    for f in dataclasses.fields(cls):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        rows.append((f.name, default, f.metadata.get("doc", "")))
+    return rows
+
+
+def as_dict(config: Any) -> dict[str, Any]:
+    """The resolved config as a plain dict (for manifests and fingerprints)."""
+    return dataclasses.asdict(config)
+
+
+__all__ = ["option", "load_config", "build_config", "read_config_file", "config_docs", "as_dict"]
