@@ -35,7 +35,7 @@ def quiet() -> bool:
 def info(message: str) -> None:
     """A normal status line."""
     if _verbosity >= 0:
-        console.print(message)
+        console.print(message, soft_wrap=True)
 
 
 def debug(message: str) -> None:
@@ -47,7 +47,7 @@ def debug(message: str) -> None:
 def warn(message: str) -> None:
     """A warning, shown unless -q."""
     if _verbosity >= 0:
-        console.print(f"[yellow]warning:[/yellow] {message}")
+        console.print(f"[yellow]warning:[/yellow] {message}", soft_wrap=True)
 
 
 def error(message: str) -> None:

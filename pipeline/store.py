@@ -84,7 +84,7 @@ class RunOutcome:
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
 def fingerprint(stage: str, format_version: int, config: Any, inputs: list[Artifact],

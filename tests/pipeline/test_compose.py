@@ -1,0 +1,226 @@
+"""The compose stage: input forms, cleaning and grouping, splits, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from pipeline.compose import ComposeConfig, run_compose
+from pipeline.errors import ConfigError, PipeError
+from pipeline.pairs import CORPUS_FILE, doc_id, pairs_file, read_corpus, read_pairs
+from pipeline.store import StageResult, Store
+
+DEFS = {
+    "Rook": "A piece that moves along ranks and files.",
+    "Bishop": "A piece that moves diagonally any number of squares.",
+    "Knight": "A piece that moves in an L shape and can jump.",
+    "Castling": "A move of the king and a rook at the same time.",
+}
+
+
+def all_rows(artifact) -> list[dict]:
+    rows = []
+    for split in ("train", "dev", "test"):
+        rows.extend(read_pairs(artifact.file(pairs_file(split))))
+    return rows
+
+
+def compose(store: Store, paths: list[Path], **kw):
+    return run_compose(store, ComposeConfig(**kw), inputs=paths)
+
+
+def write_csv(path: Path, header: str, rows: list[tuple[str, str]], sep: str = ",") -> Path:
+    lines = [header] + [sep.join(json.dumps(c) if sep == "," else c for c in row) for row in rows]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("header", ["term,definition", "anchor,positive", "question,answer",
+                                    "Term,Definition", "lemma,gloss"])
+def test_csv_column_names(store: Store, tmp_path: Path, header: str):
+    path = write_csv(tmp_path / "g.csv", header, list(DEFS.items()))
+    artifact = compose(store, [path]).artifact
+    rows = all_rows(artifact)
+    assert {r["anchor"]: r["positive"] for r in rows} == DEFS
+    assert artifact.stats["rows_read"] == 4 and artifact.stats["pairs_kept"] == 4
+
+
+def test_tsv(store: Store, tmp_path: Path):
+    path = write_csv(tmp_path / "g.tsv", "term\tdefinition", list(DEFS.items()), sep="\t")
+    assert {r["anchor"] for r in all_rows(compose(store, [path]).artifact)} == set(DEFS)
+
+
+def test_two_unnamed_columns_are_read_without_header(store: Store, tmp_path: Path):
+    path = tmp_path / "plain.csv"
+    path.write_text("\n".join(f'{k},"{v}"' for k, v in DEFS.items()) + "\n")
+    rows = all_rows(compose(store, [path]).artifact)
+    assert {r["anchor"]: r["positive"] for r in rows} == DEFS
+
+
+def test_column_override(store: Store, tmp_path: Path):
+    path = tmp_path / "custom.csv"
+    path.write_text("id,name,meaning\n" + "\n".join(f'{i},{k},"{v}"' for i, (k, v) in enumerate(DEFS.items())))
+    rows = all_rows(run_compose(store, ComposeConfig(anchor_col="name", positive_col="meaning"),
+                                inputs=[path]).artifact)
+    assert {r["anchor"] for r in rows} == set(DEFS)
+
+
+def test_jsonl_flagembedding_lists(store: Store, tmp_path: Path):
+    path = tmp_path / "fe.jsonl"
+    path.write_text("\n".join(json.dumps(o) for o in [
+        {"query": "Rook", "pos": [DEFS["Rook"], "A castle-shaped piece used in castling."],
+         "neg": [DEFS["Bishop"]]},
+        {"query": "Knight", "pos": [DEFS["Knight"]], "neg": []},
+    ]) + "\n")
+    rows = {r["anchor"]: r for r in all_rows(compose(store, [path]).artifact)}
+    assert rows["Rook"]["positives"] == [DEFS["Rook"], "A castle-shaped piece used in castling."]
+    assert rows["Rook"]["hard_negatives"] == [DEFS["Bishop"]]
+    assert rows["Knight"]["hard_negatives"] == []
+
+
+def test_parquet_and_several_inputs(store: Store, tmp_path: Path):
+    pq = tmp_path / "a.parquet"
+    pd.DataFrame({"anchor": ["Rook", "Bishop"], "positive": [DEFS["Rook"], DEFS["Bishop"]]}).to_parquet(pq)
+    csv = write_csv(tmp_path / "b.csv", "term,definition", [("Knight", DEFS["Knight"])])
+    artifact = compose(store, [pq, csv]).artifact
+    rows = all_rows(artifact)
+    assert {r["anchor"] for r in rows} == {"Rook", "Bishop", "Knight"}
+    assert {r["source"] for r in rows} == {"a.parquet", "b.csv"}
+
+
+def test_cleaning_grouping_and_duplicates(store: Store, tmp_path: Path):
+    path = write_csv(tmp_path / "g.csv", "term,definition", [
+        ("Rook", "A piece that moves along ranks and files.[1]"),
+        ("rook", "A castle-shaped piece &amp; part of <i>castling</i>."),
+        ("Rook", "A piece that moves along ranks  and files."),  # duplicate after cleaning
+        ("Pawn", "short"),
+        ("", "A definition without a term at all."),
+    ])
+    artifact = compose(store, [path]).artifact
+    [rook] = all_rows(artifact)
+    assert rook["anchor"] == "Rook"
+    assert rook["positives"] == ["A piece that moves along ranks and files.",
+                                 "A castle-shaped piece & part of castling."]
+    assert rook["positive_ids"] == [doc_id(p) for p in rook["positives"]]
+    assert rook["hard_negatives"] == []
+    assert artifact.stats["dropped"] == {"duplicate": 1, "positive_too_short": 1, "empty_anchor": 1}
+    corpus = read_corpus(artifact.file(CORPUS_FILE))
+    assert {c["text"] for c in corpus} == set(rook["positives"])
+
+
+def test_splits_do_not_leak_and_are_deterministic(store: Store, tmp_path: Path):
+    rows = [(f"Term {i}", f"Definition number {i} of the glossary.") for i in range(300)]
+    rows += [(f"term {i}", f"Second definition for term {i} here.") for i in range(0, 300, 3)]
+    path = write_csv(tmp_path / "g.csv", "term,definition", rows)
+    artifact = compose(store, [path], dev_fraction=0.2, test_fraction=0.2, seed=7).artifact
+    seen: dict[str, str] = {}
+    for split in ("train", "dev", "test"):
+        for row in read_pairs(artifact.file(pairs_file(split))):
+            key = row["anchor"].lower()
+            assert key not in seen, f"{key} in {seen.get(key)} and {split}"
+            seen[key] = split
+    assert len(seen) == 300
+    counts = artifact.stats["splits"]
+    assert counts["dev"] > 30 and counts["test"] > 30 and counts["train"] > 120
+    other = Store(tmp_path / "other")
+    again = compose(other, [path], dev_fraction=0.2, test_fraction=0.2, seed=7).artifact
+    assert again.version == artifact.version
+    assert again.file("pairs.dev.jsonl").read_bytes() == artifact.file("pairs.dev.jsonl").read_bytes()
+
+
+def test_cache_hit_and_change_detection(store: Store, tmp_path: Path):
+    path = write_csv(tmp_path / "g.csv", "term,definition", list(DEFS.items()))
+    first = compose(store, [path])
+    assert not first.cached
+    assert compose(store, [path]).cached
+    assert compose(store, [path], seed=99).artifact.version != first.artifact.version
+    write_csv(path, "term,definition", list(DEFS.items())[:3])
+    changed = compose(store, [path])
+    assert not changed.cached and changed.artifact.version != first.artifact.version
+
+
+def test_from_crawl_artifact(store: Store, tmp_path: Path):
+    def build(work: Path) -> StageResult:
+        pd.DataFrame({"term": list(DEFS), "definition": list(DEFS.values()),
+                      "source": "wikipedia_glossary"}).to_csv(work / "glossary.csv", index=False)
+        return StageResult()
+
+    crawl = store.run(stage="crawl", format_version=1, config={}, inputs=[], build=build).artifact
+    artifact = run_compose(store, ComposeConfig(), from_ref="crawl@latest").artifact
+    assert artifact.inputs == [{"stage": "crawl", "version": crawl.version}]
+    assert {r["source"] for r in all_rows(artifact)} == {"wikipedia_glossary"}
+
+
+# -- bad input: one clear line, nothing written --------------------------------------------------
+
+def assert_nothing_written(store: Store) -> None:
+    assert store.versions("compose") == []
+    stage_dir = store.stage_dir("compose")
+    if stage_dir.exists():
+        assert [p.name for p in stage_dir.iterdir()] in ([], [".locks"])
+
+
+def test_malformed_csv_line_names_file_and_line(store: Store, tmp_path: Path):
+    path = tmp_path / "bad.csv"
+    path.write_text('term,definition\nRook,"A piece that moves along files."\nKing,too,many\n')
+    with pytest.raises(PipeError, match=r"bad\.csv:3: expected 2 fields, found 3"):
+        compose(store, [path])
+    assert_nothing_written(store)
+
+
+def test_unterminated_quote(store: Store, tmp_path: Path):
+    path = tmp_path / "bad.csv"
+    path.write_text('term,definition\nRook,"A piece that moves along files.\n')
+    with pytest.raises(PipeError, match=r"bad\.csv:\d+: malformed CSV"):
+        compose(store, [path])
+    assert_nothing_written(store)
+
+
+def test_malformed_jsonl_line(store: Store, tmp_path: Path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(json.dumps({"anchor": "Rook", "positive": DEFS["Rook"]}) + "\n{not json\n")
+    with pytest.raises(PipeError, match=r"bad\.jsonl:2: malformed JSON"):
+        compose(store, [path])
+    assert_nothing_written(store)
+
+
+def test_jsonl_row_missing_field(store: Store, tmp_path: Path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(json.dumps({"anchor": "Rook", "positive": DEFS["Rook"]}) + "\n"
+                    + json.dumps({"anchor": "King"}) + "\n")
+    with pytest.raises(PipeError, match=r"bad\.jsonl:2: row has no 'positive' field"):
+        compose(store, [path])
+
+
+def test_unknown_columns_are_listed(store: Store, tmp_path: Path):
+    path = tmp_path / "cols.csv"
+    path.write_text("name,meaning,notes\nRook,A piece that moves along files.,x\n")
+    with pytest.raises(PipeError) as info:
+        compose(store, [path])
+    message = str(info.value)
+    assert "cols.csv" in message and "name, meaning, notes" in message and "term/definition" in message
+    assert_nothing_written(store)
+
+
+def test_empty_result_says_why(store: Store, tmp_path: Path):
+    path = write_csv(tmp_path / "short.csv", "term,definition", [("a", "tiny"), ("b", "small")])
+    with pytest.raises(PipeError, match="no pairs left after cleaning 2 rows.*positive_too_short=2"):
+        compose(store, [path])
+    assert_nothing_written(store)
+
+
+def test_missing_and_unsupported_files(store: Store, tmp_path: Path):
+    with pytest.raises(PipeError, match="input file not found"):
+        compose(store, [tmp_path / "nope.csv"])
+    odd = tmp_path / "g.xlsx"
+    odd.write_text("x")
+    with pytest.raises(PipeError, match="unsupported file type '.xlsx'"):
+        compose(store, [odd])
+
+
+def test_bad_fractions():
+    with pytest.raises(ConfigError, match="dev_fraction"):
+        ComposeConfig(dev_fraction=0.6, test_fraction=0.5).validate()
