@@ -78,3 +78,19 @@ def command(name: str, help_text: str) -> Callable[[F], F]:
         return fn
 
     return decorate
+
+
+def _version(value: bool) -> None:
+    if value:
+        from pipeline import __version__
+
+        typer.echo(f"pipe {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """Fine-tune text-embedding models on your own glossary: crawl → compose → mine → train → iterate."""

@@ -1,0 +1,165 @@
+"""The iterate stage: mine → train → evaluate in rounds, re-mining with the model just trained.
+
+Every round's mine, train and eval are ordinary artifacts, so a killed run continues where it
+stopped (finished stages are cache hits). A round that does not raise the dev metric by
+`min_delta` stops the loop, and the best round's model — never a worse one — is the result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pipeline.config import as_dict, option
+from pipeline.console import info
+from pipeline.errors import ConfigError, PipeError
+from pipeline.store import Artifact, RunOutcome, StageResult, Store
+from training.models import DEFAULT_MODEL, model_fingerprint, resolve_model
+
+STAGE = "iterate"
+FORMAT_VERSION = 1
+ROUNDS_FILE = "rounds.json"
+
+
+@dataclass
+class IterateConfig:
+    """How rounds are chained and when they stop."""
+
+    rounds: int = option(3, "Maximum number of mine → train → eval rounds.")
+    first: Literal["faiss", "bm25", "hybrid"] = option("faiss", "Miner of round 1 (later rounds mine densely with the last model).")
+    model: str = option(DEFAULT_MODEL, "Base model: path or id; the bundled all-MiniLM-L6-v2 by default.")
+    continue_training: bool = option(False, "Start round r from round r-1's weights instead of the base model.")
+    negatives: Literal["replace", "union"] = option("replace", "Keep only the new round's negatives, or merge them with the previous round's.")
+    metric: str = option("mrr@10", "Dev metric that decides early stopping and the best round.")
+    min_delta: float = option(0.0, "A round must beat the best dev metric by more than this to continue.")
+
+    def validate(self) -> None:
+        if self.rounds < 1:
+            raise ConfigError("field 'rounds': must be at least 1")
+        if self.min_delta < 0:
+            raise ConfigError("field 'min_delta': must be >= 0")
+
+
+@dataclass
+class RoundResult:
+    """One round's artifacts and metrics."""
+
+    round: int
+    miner: str
+    mine: str
+    train: str
+    eval_dev: str
+    eval_test: str | None
+    dev: dict[str, float]
+    test: dict[str, float]
+    model_path: str
+    improved: bool
+    overlap_with_previous: float | None = None
+    short_of_negatives: float | None = None
+
+
+def _compose_of(store: Store, ref: str) -> Artifact:
+    artifact = store.resolve(ref)
+    compose = store.upstream(artifact, "compose")
+    if compose is None:
+        raise PipeError(f"{artifact.ref} does not come from a compose artifact",
+                        hint="iterate starts from compose@… (or a mine artifact made from one)")
+    return compose
+
+
+def _metric(metrics: dict[str, Any], name: str) -> float:
+    if name not in metrics:
+        raise ConfigError(f"field 'metric': '{name}' is not measured (have: {', '.join(sorted(metrics))})")
+    return float(metrics[name])
+
+
+def iterate_rounds(store: Store, compose: Artifact, config: IterateConfig, mine_config: Any,
+                   train_config: Any, eval_config: Any) -> tuple[list[RoundResult], dict[str, Any]]:
+    """Run (or find cached) every round; returns the rounds and the base model's metrics."""
+    from mining.stage import run_mine
+    from training.evaluate import run_eval
+    from training.train import model_dir, run_train
+
+    base_model = resolve_model(config.model)
+    dev_cfg = dataclasses.replace(eval_config, split="dev")
+    test_cfg = dataclasses.replace(eval_config, split="test")
+    base_dev = run_eval(store, dev_cfg, base_model, compose.ref).artifact.metrics
+    info(f"base model dev {config.metric} = {_metric(base_dev, config.metric):.4f}")
+    rounds: list[RoundResult] = []
+    best = float("-inf")
+    previous_mine: Artifact | None = None
+    previous_model = base_model
+    for number in range(1, config.rounds + 1):
+        miner = config.first if number == 1 else "faiss"
+        mcfg = dataclasses.replace(mine_config, method=miner, model=previous_model if number > 1 else base_model)
+        if previous_mine is not None and config.negatives == "union":
+            mcfg = dataclasses.replace(mcfg, merge_previous=True)
+        source = previous_mine if previous_mine is not None else compose
+        info(f"[bold]round {number}[/bold]: mine ({miner}{', round ' + str(number - 1) + ' model' if number > 1 else ''})")
+        mine = run_mine(store, mcfg, source).artifact
+        start_from = previous_model if (config.continue_training and number > 1) else base_model
+        tcfg = dataclasses.replace(train_config, model=start_from)
+        info(f"[bold]round {number}[/bold]: train from {'round ' + str(number - 1) if start_from != base_model else 'the base model'}")
+        train = run_train(store, tcfg, mine).artifact
+        trained = str(model_dir(train))
+        dev = run_eval(store, dev_cfg, trained, compose.ref).artifact
+        test = run_eval(store, test_cfg, trained, compose.ref).artifact
+        score = _metric(dev.metrics, config.metric)
+        improved = score > best + config.min_delta
+        rounds.append(RoundResult(
+            round=number, miner=miner, mine=mine.ref, train=train.ref, eval_dev=dev.ref,
+            eval_test=test.ref, dev=dev.metrics, test=test.metrics, model_path=trained,
+            improved=improved,
+            overlap_with_previous=mine.stats.get("overlap_with_previous"),
+            short_of_negatives=mine.stats.get("share_short_of_negatives"),
+        ))
+        info(f"round {number}: dev {config.metric} = {score:.4f}" + ("" if improved else " (no improvement: stopping)"))
+        if not improved:
+            break
+        best = score
+        previous_mine, previous_model = mine, trained
+    return rounds, base_dev
+
+
+def best_round(rounds: list[RoundResult], metric: str) -> RoundResult:
+    """The round with the highest dev metric (the earliest on ties)."""
+    return max(rounds, key=lambda r: (r.dev.get(metric, float("-inf")), -r.round))
+
+
+def run_iterate(store: Store, config: IterateConfig, mine_config: Any, train_config: Any,
+                eval_config: Any, from_ref: str = "compose@latest", force: bool = False) -> RunOutcome:
+    """Run the rounds as one iterate artifact; an identical call again is a cache hit."""
+    compose = _compose_of(store, from_ref)
+    fingerprint_extra = {"base_model": model_fingerprint(config.model), "mine": as_dict(mine_config),
+                         "train": as_dict(train_config), "eval": as_dict(eval_config)}
+
+    def build(work: Path) -> StageResult:
+        rounds, base_dev = iterate_rounds(store, compose, config, mine_config, train_config, eval_config)
+        best = best_round(rounds, config.metric)
+        payload = {"metric": config.metric, "base_dev": base_dev, "best_round": best.round,
+                   "best_model": best.model_path, "best_train": best.train,
+                   "stopped_early": len(rounds) < config.rounds,
+                   "rounds": [dataclasses.asdict(r) for r in rounds]}
+        (work / ROUNDS_FILE).write_text(json.dumps(payload, indent=2) + "\n")
+        metrics = {f"dev_{config.metric}": best.dev.get(config.metric),
+                   f"test_{config.metric}": best.test.get(config.metric),
+                   f"base_dev_{config.metric}": base_dev.get(config.metric)}
+        return StageResult(
+            stats={"rounds_run": len(rounds), "best_round": best.round,
+                   "stopped_early": payload["stopped_early"]},
+            metrics=metrics,
+            headline={"rounds": len(rounds), "best": best.round,
+                      config.metric: round(best.dev.get(config.metric, 0.0), 4)},
+            extra={"best_model": best.model_path, "best_train": best.train},
+        )
+
+    return store.run(stage=STAGE, format_version=FORMAT_VERSION, config=as_dict(config),
+                     inputs=[compose], extra=fingerprint_extra, force=force, build=build)
+
+
+def read_rounds(artifact: Artifact) -> dict[str, Any]:
+    """The rounds file of an iterate artifact."""
+    return json.loads(artifact.file(ROUNDS_FILE).read_text())
