@@ -1,0 +1,192 @@
+"""The crawl stage end to end against a local server: artifact files, faults, cache hits, dry run."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from crawlers.stage import COLUMNS, GLOSSARY_FILE, PAGES_FILE, run_crawl
+from pipeline.errors import ConfigError, PipeError
+from tests.crawlers.conftest import FIXTURES, base_url, etag_handler, serve_robots
+
+CHESS = (FIXTURES / "glossary_of_chess.html").read_bytes()
+SLANG = (FIXTURES / "glossary_of_2020s_slang.html").read_bytes()
+PROSE = b"<html><head><title>Prose</title></head><body><p>No lists here.</p></body></html>"
+
+
+def read_rows(artifact) -> list[dict[str, str]]:
+    with open(artifact.file(GLOSSARY_FILE), newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def read_pages(artifact) -> dict[str, dict]:
+    lines = artifact.file(PAGES_FILE).read_text(encoding="utf-8").splitlines()
+    return {record["page"]: record for record in map(json.loads, lines)}
+
+
+def no_leftovers(store) -> bool:
+    """Nothing half-written: no artifact and no temporary directory under the crawl stage."""
+    stage_dir = store.stage_dir("crawl")
+    return store.versions("crawl") == [] and not any(p.name.startswith(".tmp") for p in stage_dir.glob(".*")) \
+        if stage_dir.exists() else True
+
+
+@pytest.fixture()
+def wiki(server):
+    """The two saved glossaries served at /wiki/<Title> with ETags; returns the download counters."""
+    serve_robots(server)
+    counters = {"chess": {}, "slang": {}}
+    server.expect_request("/wiki/Glossary_of_chess").respond_with_handler(etag_handler(CHESS, counters["chess"]))
+    server.expect_request("/wiki/Glossary_of_2020s_slang").respond_with_handler(
+        etag_handler(SLANG, counters["slang"]))
+    return counters
+
+
+def test_crawl_two_pages_then_cache_hit(store, server, wiki, make_config):
+    config = make_config(pages=["Glossary of chess", "Glossary of 2020s slang"], base_url=base_url(server))
+    first = run_crawl(store, config)
+    assert not first.cached
+    rows = read_rows(first.artifact)
+    assert list(rows[0]) == list(COLUMNS)
+    chess = [r for r in rows if r["page"] == "Glossary of chess"]
+    assert len(chess) == 616 and len({r["term"] for r in chess}) == 604
+    assert len([r for r in rows if r["page"] == "Glossary of 2020s slang"]) == 159
+    pin = next(r for r in chess if r["term"] == "absolute pin")
+    assert pin["url"] == "https://en.wikipedia.org/wiki/Glossary_of_chess#absolute_pin"
+    assert (pin["section"], pin["revision"], pin["license"], pin["source"]) == (
+        "A", "1069916166", "CC BY-SA 3.0", "wikipedia_glossary")
+    assert next(r for r in chess if r["term"] == "time pressure")["aliases"] == "time trouble"
+
+    pages = read_pages(first.artifact)
+    record = pages["Glossary of chess"]
+    assert (record["status"], record["bytes"], record["entries"], record["terms"]) == (200, len(CHESS), 616, 604)
+    assert record["dropped"] == {"image-only definition": 6}
+    assert len(record["sha256"]) == 64
+    assert first.artifact.manifest["headline"]["rows"] == 775
+
+    second = run_crawl(store, config)  # unchanged pages: 304s, no download, same version
+    assert second.cached and second.artifact.version == first.artifact.version
+    assert wiki == {"chess": {"200": 1, "304": 1}, "slang": {"200": 1, "304": 1}}
+
+
+def test_changed_page_gives_a_new_version(store, server, make_config):
+    serve_robots(server)
+    server.expect_oneshot_request("/wiki/Glossary_of_chess").respond_with_data(CHESS, content_type="text/html")
+    changed = CHESS.replace(b"absolute pin </dfn>", b"absolute pin </dfn>").replace(
+        b"Suspension of a chess game", b"Interruption of a chess game")
+    server.expect_oneshot_request("/wiki/Glossary_of_chess").respond_with_data(changed, content_type="text/html")
+    config = make_config(pages=["Glossary of chess"], base_url=base_url(server))
+    first = run_crawl(store, config)
+    second = run_crawl(store, config)
+    assert not second.cached and second.artifact.version != first.artifact.version
+    adjourn = next(r for r in read_rows(second.artifact) if r["term"] == "adjournment")
+    assert adjourn["definition"].startswith("Interruption of a chess game")
+
+
+def test_faulty_pages_are_skipped_and_others_go_on(store, server, wiki, make_config, capsys):
+    server.expect_request("/wiki/Prose_page").respond_with_data(PROSE, content_type="text/html")
+    server.expect_request("/wiki/A_pdf").respond_with_data(b"%PDF-1.4", content_type="application/pdf")
+    server.expect_request("/wiki/Gone").respond_with_data("", status=404)
+    server.expect_request("/wiki/Cut_short").respond_with_data(
+        SLANG[:SLANG.index(b"An impactful telling") + 40], content_type="text/html")  # inside 'truth nuke'
+
+    config = make_config(pages=["Glossary of chess", "Prose page", "A pdf", "Gone", "Cut short"],
+                         base_url=base_url(server))
+    outcome = run_crawl(store, config)
+    pages = read_pages(outcome.artifact)
+    assert pages["Glossary of chess"]["entries"] == 616
+    assert pages["Prose page"]["entries"] == 0
+    assert any("no glossary markup" in w for w in pages["Prose page"]["warnings"])
+    assert pages["A pdf"]["error"] == "not HTML (Content-Type: application/pdf)"
+    assert pages["Gone"]["status"] == 404 and pages["Gone"]["error_kind"] == "http-404"
+    assert 100 < pages["Cut short"]["entries"] < 159
+    assert pages["Cut short"]["dropped"]["cut off by truncation"] == 1
+    assert any("truncated" in w for w in pages["Cut short"]["warnings"])
+    stats = outcome.artifact.stats
+    assert (stats["pages"], stats["pages_failed"], stats["pages_empty"]) == (5, 2, 1)
+    err = capsys.readouterr().err
+    assert "Prose page" in err and "A pdf" in err and "Gone" in err
+
+
+def test_every_page_failed_is_an_error_and_writes_nothing(store, server, make_config):
+    serve_robots(server)
+    server.expect_request("/wiki/Down").respond_with_data("", status=500)
+    server.expect_request("/wiki/Missing").respond_with_data("", status=404)
+    config = make_config(pages=["Down", "Missing"], base_url=base_url(server), retries=1)
+    with pytest.raises(PipeError) as caught:
+        run_crawl(store, config)
+    message = caught.value.line()
+    assert "every page failed (2)" in message
+    assert "Down: gave up after 2 attempts: HTTP 500" in message and "Missing: HTTP 404" in message
+    assert no_leftovers(store)
+
+
+def test_no_entries_anywhere_is_an_error(store, server, make_config):
+    serve_robots(server)
+    server.expect_request("/wiki/Prose").respond_with_data(PROSE, content_type="text/html")
+    with pytest.raises(PipeError, match="no glossary entries"):
+        run_crawl(store, make_config(pages=["Prose"], base_url=base_url(server)))
+    assert no_leftovers(store)
+
+
+def test_robots_disallowed_page_is_reported(store, server, make_config):
+    serve_robots(server, "User-agent: *\nDisallow: /wiki/Glossary_of_2020s_slang\n")
+    server.expect_request("/wiki/Glossary_of_chess").respond_with_data(CHESS, content_type="text/html")
+    config = make_config(pages=["Glossary of chess", "Glossary of 2020s slang"], base_url=base_url(server))
+    pages = read_pages(run_crawl(store, config).artifact)
+    assert pages["Glossary of 2020s slang"]["error"] == "disallowed by robots.txt"
+    assert not [r for r, _ in server.log if "slang" in r.path]
+
+
+def test_limit_per_source(store, server, wiki, make_config):
+    config = make_config(pages=["Glossary of chess"], base_url=base_url(server), limit_per_source=50)
+    outcome = run_crawl(store, config)
+    assert len(read_rows(outcome.artifact)) == 50
+    assert read_pages(outcome.artifact)["Glossary of chess"]["dropped"]["over limit_per_source"] == 566
+
+
+def test_dry_run_is_offline(store, make_config):
+    outcome = run_crawl(store, make_config(dry_run=True))
+    rows = read_rows(outcome.artifact)
+    assert len(rows) == 616
+    assert rows[0]["url"] == "https://en.wikipedia.org/wiki/Glossary_of_chess#absolute_pin"
+    assert outcome.artifact.stats.get("http") is None  # no client, no request
+
+
+def test_dry_run_unknown_page(store, make_config):
+    with pytest.raises(PipeError, match="no bundled sample for 'Glossary of physics'"):
+        run_crawl(store, make_config(dry_run=True, pages=["Glossary of physics"]))
+
+
+def test_unknown_source_is_a_config_error(make_config):
+    with pytest.raises(ConfigError, match="unknown source 'wikipedia'"):
+        make_config(sources=["wikipedia"]).validate()
+
+
+def test_html_source_reads_saved_pages(store, make_config, tmp_path: Path):
+    folder = tmp_path / "saved"
+    folder.mkdir()
+    (folder / "chess.html").write_bytes(CHESS)
+    (folder / "notes.html").write_bytes(b"plain text, not a page")
+    outcome = run_crawl(store, make_config(sources=["html"], inputs=[str(folder)]))
+    pages = read_pages(outcome.artifact)
+    assert pages["chess.html"]["entries"] == 616
+    assert pages["notes.html"]["error_kind"] == "not-html"
+
+
+def test_rerun_after_a_failure_fetches_only_what_is_missing(store, server, make_config):
+    serve_robots(server)
+    counter: dict[str, int] = {}
+    server.expect_request("/wiki/Glossary_of_chess").respond_with_handler(etag_handler(CHESS, counter))
+    server.expect_oneshot_request("/wiki/Glossary_of_2020s_slang").respond_with_data("", status=503)
+    server.expect_oneshot_request("/wiki/Glossary_of_2020s_slang").respond_with_data(SLANG, content_type="text/html")
+    config = make_config(pages=["Glossary of chess", "Glossary of 2020s slang"], base_url=base_url(server), retries=0)
+    first = run_crawl(store, config)
+    assert first.artifact.stats["pages_failed"] == 1
+    second = run_crawl(store, config)  # the page that failed is fetched, the other one only revalidated
+    assert not second.cached and second.artifact.stats["pages_failed"] == 0
+    assert counter == {"200": 1, "304": 1}
+    assert second.artifact.manifest["headline"]["rows"] == 775
