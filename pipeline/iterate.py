@@ -17,7 +17,7 @@ from pipeline.config import as_dict, option
 from pipeline.console import info
 from pipeline.errors import ConfigError, PipeError
 from pipeline.store import Artifact, RunOutcome, StageResult, Store
-from training.models import DEFAULT_MODEL, model_fingerprint, resolve_model
+from training.models import DEFAULT_MODEL, model_fingerprint
 
 STAGE = "iterate"
 FORMAT_VERSION = 1
@@ -76,17 +76,22 @@ def _metric(metrics: dict[str, Any], name: str) -> float:
     return float(metrics[name])
 
 
+def _forward(evaluation: Artifact) -> dict[str, float]:
+    """The evaluated model's term -> definition metrics from an eval artifact."""
+    return dict(evaluation.metrics["model"]["forward"])
+
+
 def iterate_rounds(store: Store, compose: Artifact, config: IterateConfig, mine_config: Any,
                    train_config: Any, eval_config: Any) -> tuple[list[RoundResult], dict[str, Any]]:
     """Run (or find cached) every round; returns the rounds and the base model's metrics."""
     from mining.stage import run_mine
     from training.evaluate import run_eval
-    from training.train import model_dir, run_train
+    from training.train import MODEL_DIR, run_train
 
-    base_model = resolve_model(config.model)
+    base_model = config.model  # kept as given, so round 1 matches a plain `pipe mine`/`pipe train` (cache hits)
     dev_cfg = dataclasses.replace(eval_config, split="dev")
     test_cfg = dataclasses.replace(eval_config, split="test")
-    base_dev = run_eval(store, dev_cfg, base_model, compose.ref).artifact.metrics
+    base_dev = _forward(run_eval(store, dev_cfg, base_model, compose.ref).artifact)
     info(f"base model dev {config.metric} = {_metric(base_dev, config.metric):.4f}")
     rounds: list[RoundResult] = []
     best = float("-inf")
@@ -104,14 +109,14 @@ def iterate_rounds(store: Store, compose: Artifact, config: IterateConfig, mine_
         tcfg = dataclasses.replace(train_config, model=start_from)
         info(f"[bold]round {number}[/bold]: train from {'round ' + str(number - 1) if start_from != base_model else 'the base model'}")
         train = run_train(store, tcfg, mine).artifact
-        trained = str(model_dir(train))
+        trained = str(train.file(MODEL_DIR))
         dev = run_eval(store, dev_cfg, trained, compose.ref).artifact
         test = run_eval(store, test_cfg, trained, compose.ref).artifact
-        score = _metric(dev.metrics, config.metric)
+        score = _metric(_forward(dev), config.metric)
         improved = score > best + config.min_delta
         rounds.append(RoundResult(
             round=number, miner=miner, mine=mine.ref, train=train.ref, eval_dev=dev.ref,
-            eval_test=test.ref, dev=dev.metrics, test=test.metrics, model_path=trained,
+            eval_test=test.ref, dev=_forward(dev), test=_forward(test), model_path=trained,
             improved=improved,
             overlap_with_previous=mine.stats.get("overlap_with_previous"),
             short_of_negatives=mine.stats.get("share_short_of_negatives"),

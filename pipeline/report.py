@@ -103,7 +103,7 @@ def _plot_ranks(rows: list[tuple[int, dict[str, float]]], out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = sorted({k for _, ranks in rows for k in ranks})
+    labels = list(dict.fromkeys(k for _, ranks in rows for k in ranks))
     fig, ax = plt.subplots(figsize=(7, 3.4))
     width = 0.8 / max(len(rows), 1)
     for i, (number, ranks) in enumerate(rows):
@@ -120,12 +120,9 @@ def _plot_ranks(rows: list[tuple[int, dict[str, float]]], out: Path) -> None:
 
 
 def _rank_shares(mine: Artifact) -> dict[str, float]:
-    """Positive-rank shares from a mine artifact's stats or diagnostics, whatever their layout."""
-    for source in (mine.stats, mine.metrics):
-        for key, value in source.items():
-            if "rank" in key and isinstance(value, dict):
-                return {k: float(v) for k, v in value.items() if isinstance(v, (int, float))}
-    return {}
+    """Shares of anchors whose positive ranked 1st / within 10 / within 100 among the candidates."""
+    labels = {"positive_at_1": "1st", "positive_within_10": "<=10", "positive_within_100": "<=100"}
+    return {label: float(mine.metrics[key]) for key, label in labels.items() if key in mine.metrics}
 
 
 def _fmt(value: Any) -> str:

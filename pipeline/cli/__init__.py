@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline.cli import compose, crawl, mine, store_cmds, train  # noqa: F401  (each import registers its commands)
+from pipeline.cli import compose, crawl, iterate, mine, store_cmds, train  # noqa: F401  (each import registers its commands)
 from pipeline.cli.app import app
 
 

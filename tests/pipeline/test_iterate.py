@@ -1,0 +1,176 @@
+"""`pipe iterate` and `pipe report`: rounds, early stop, resume after a kill, cache hits, the report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from crawlers.stage import CrawlConfig, run_crawl
+from mining.stage import MineConfig
+from pipeline.compose import ComposeConfig, run_compose
+from pipeline.iterate import IterateConfig, RoundResult, best_round, iterate_rounds, read_rounds, run_iterate
+from pipeline.report import ReportConfig, run_report
+from pipeline.store import Store
+from training.config import EvalConfig, TrainConfig
+
+
+def _chess_compose(store: Store, html: Path, rows: int = 120):
+    crawl = run_crawl(store, CrawlConfig(sources=["html"], inputs=[str(html)], limit_per_source=rows)).artifact
+    return run_compose(store, ComposeConfig(dev_fraction=0.25, test_fraction=0.25), from_ref=crawl.ref).artifact
+
+
+def _configs(model: Path, rounds: int = 2):
+    return (IterateConfig(rounds=rounds, model=str(model), min_delta=-1.0),  # never stop early here
+            MineConfig(num_negatives=2, relative_margin=0.0, batch_size=32),
+            TrainConfig(max_steps=2, batch_size=8, eval_steps=0, eval_base=False, device="cpu"),
+            EvalConfig(batch_size=64, device="cpu"))
+
+
+# -- early stopping and the best round, with the stages replaced by fakes -------------------------
+
+def _fake_stages(monkeypatch: pytest.MonkeyPatch, dev_scores: list[float]):
+    """Replace mine/train/eval by fakes whose dev mrr@10 follows `dev_scores` per round (base first)."""
+    calls = {"mine": 0, "train": 0}
+    scores = iter(dev_scores)
+
+    def artifact(ref: str, metrics=None, stats=None):
+        return SimpleNamespace(ref=ref, metrics=metrics or {}, stats=stats or {},
+                               file=lambda name: Path(f"/models/{ref}/{name}"))
+
+    def run_mine(store, config, source):
+        calls["mine"] += 1
+        return SimpleNamespace(artifact=artifact(f"mine@{calls['mine']}"))
+
+    def run_train(store, config, data):
+        calls["train"] += 1
+        return SimpleNamespace(artifact=artifact(f"train@{calls['train']}"))
+
+    def run_eval(store, config, model, data_ref):
+        value = next(scores) if config.split == "dev" else 0.5
+        return SimpleNamespace(artifact=artifact(f"eval@{model}", {"model": {"forward": {"mrr@10": value}}}))
+
+    import mining.stage
+    import training.evaluate
+    import training.train
+
+    monkeypatch.setattr(mining.stage, "run_mine", run_mine)
+    monkeypatch.setattr(training.train, "run_train", run_train)
+    monkeypatch.setattr(training.evaluate, "run_eval", run_eval)
+    return calls
+
+
+def test_stops_at_first_round_without_improvement(monkeypatch: pytest.MonkeyPatch):
+    calls = _fake_stages(monkeypatch, [0.70, 0.75, 0.80, 0.79, 0.90])
+    compose = SimpleNamespace(ref="compose@x")
+    cfg = IterateConfig(rounds=5, min_delta=0.0)
+    rounds, base = iterate_rounds(None, compose, cfg, MineConfig(), TrainConfig(), EvalConfig())
+    assert [r.dev["mrr@10"] for r in rounds] == [0.75, 0.80, 0.79]
+    assert [r.improved for r in rounds] == [True, True, False]
+    assert calls == {"mine": 3, "train": 3}
+    assert base["mrr@10"] == 0.70
+    assert best_round(rounds, "mrr@10").round == 2
+    assert [r.miner for r in rounds] == ["faiss", "faiss", "faiss"]
+
+
+def test_min_delta_and_first_miner(monkeypatch: pytest.MonkeyPatch):
+    _fake_stages(monkeypatch, [0.70, 0.75, 0.755, 0.9])
+    cfg = IterateConfig(rounds=4, min_delta=0.01, first="bm25")
+    rounds, _ = iterate_rounds(None, SimpleNamespace(ref="compose@x"), cfg, MineConfig(), TrainConfig(),
+                               EvalConfig())
+    assert len(rounds) == 2 and rounds[1].improved is False
+    assert [r.miner for r in rounds] == ["bm25", "faiss"]
+
+
+def test_best_round_is_never_worse_than_round_one():
+    def result(n: int, score: float) -> RoundResult:
+        return RoundResult(round=n, miner="faiss", mine="m", train="t", eval_dev="e", eval_test=None,
+                           dev={"mrr@10": score}, test={}, model_path=f"/m{n}", improved=True)
+
+    rounds = [result(1, 0.8), result(2, 0.7), result(3, 0.8)]
+    assert best_round(rounds, "mrr@10").round == 1  # ties go to the earlier round
+
+
+def test_bad_iterate_config():
+    from pipeline.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="rounds"):
+        IterateConfig(rounds=0).validate()
+
+
+# -- the real stages with the tiny model ------------------------------------------------------------
+
+def test_two_rounds_resume_after_kill_cache_hits_and_report(store: Store, chess_html: Path,
+                                                           tiny_model_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch):
+    import training.train as train_mod
+
+    compose = _chess_compose(store, chess_html)
+    cfg, mine_cfg, train_cfg, eval_cfg = _configs(tiny_model_path)
+
+    real_train_in_dir = train_mod.train_in_dir
+    trained: list[str] = []
+
+    def killed_in_round_two(*args, **kwargs):
+        if len(trained) == 1:
+            raise KeyboardInterrupt  # the process is killed while training round 2
+        trained.append("run")
+        return real_train_in_dir(*args, **kwargs)
+
+    monkeypatch.setattr(train_mod, "train_in_dir", killed_in_round_two)
+    with pytest.raises(KeyboardInterrupt):
+        run_iterate(store, cfg, mine_cfg, train_cfg, eval_cfg, from_ref=compose.ref)
+    assert store.versions("iterate") == []
+    assert len(store.versions("train")) == 1 and len(store.versions("mine")) == 2
+
+    counted: list[str] = []
+
+    def counting(*args, **kwargs):
+        counted.append("run")
+        return real_train_in_dir(*args, **kwargs)
+
+    monkeypatch.setattr(train_mod, "train_in_dir", counting)
+    outcome = run_iterate(store, cfg, mine_cfg, train_cfg, eval_cfg, from_ref=compose.ref)
+    assert not outcome.cached
+    assert counted == ["run"]  # round 1 was a cache hit; only round 2 trained
+    data = read_rounds(outcome.artifact)
+    assert [r["round"] for r in data["rounds"]] == [1, 2]
+    assert data["rounds"][0]["train"] == store.versions("train")[-1].ref
+    assert data["rounds"][1]["miner"] == "faiss"
+    assert Path(data["best_model"]).is_dir()
+    best = max(data["rounds"], key=lambda r: (r["dev"]["mrr@10"], -r["round"]))
+    assert data["best_round"] == best["round"]
+    # round 2 mined with round 1's model
+    mine2 = store.resolve(data["rounds"][1]["mine"])
+    assert mine2.config["model"] == data["rounds"][0]["model_path"]
+
+    again = run_iterate(store, cfg, mine_cfg, train_cfg, eval_cfg, from_ref=compose.ref)
+    assert again.cached and again.artifact.version == outcome.artifact.version
+
+    report = run_report(store, ReportConfig(), outcome.artifact.ref).artifact
+    page = report.file("index.html").read_text()
+    for name in ("metrics.png", "scores.png"):
+        assert report.file(name).stat().st_size > 5000
+        assert f'src="{name}"' in page
+    assert "round 2" in page and outcome.artifact.ref in page and "<table>" in page
+
+
+def test_iterate_cli_prints_table(tmp_path: Path, chess_html: Path, tiny_model_path: Path):
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    store = Store(tmp_path / "data")
+    compose = _chess_compose(store, chess_html, rows=60)
+    config = tmp_path / "pipe.toml"
+    config.write_text(
+        "[iterate]\nmin_delta = 0.0\n"
+        "[mine]\nnum_negatives = 1\nrelative_margin = 0.0\n"
+        "[train]\nmax_steps = 1\nbatch_size = 8\neval_steps = 0\neval_base = false\ndevice = 'cpu'\n")
+    result = CliRunner().invoke(app, ["iterate", "--rounds", "1", "--model", str(tiny_model_path),
+                                      "--from", compose.ref, "--data-dir", str(store.root),
+                                      "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert "rounds" in result.stderr and "best: round 1" in result.stderr
+    assert result.stdout.strip().splitlines()[-1].startswith("iterate@")
