@@ -1,1 +1,8 @@
-"""Hard-negative mining: BM25, dense FAISS, hybrid, positive-aware filters, exports."""
+"""Hard-negative mining: BM25, dense FAISS, hybrid, positive-aware filters, exports.
+
+Entry points: `mining.stage.MineConfig` / `run_mine(store, config, source)` (the `pipe mine` stage),
+`mining.stage.warm_cache` (sharded encoding), `mining.bm25.bm25_negatives_for_pairs` (`pipe compose
+--hard-k`). Modules: candidates (ranked lists, merges), corpus (candidate texts, exclusions),
+selection (pure filters and sampling), bm25, dense (encode + FAISS), cache (embedding cache),
+hybrid (RRF), crossencoder, diagnostics, export.
+"""

@@ -32,7 +32,8 @@ def build_tiny_model(path: str | Path, texts: Iterable[str] = SAMPLE_TEXTS, *, h
     wordpiece.train_from_iterator(list(texts) * 2, vocab_size=400, min_frequency=1,
                                   special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
     wordpiece.save_model(str(raw))
-    tokenizer = BertTokenizerFast(vocab_file=str(raw / "vocab.txt"), do_lower_case=True)
+    # transformers 5 takes `vocab` (a path or dict); `vocab_file=` is silently ignored (all [UNK])
+    tokenizer = BertTokenizerFast(vocab=wordpiece.get_vocab(), do_lower_case=True)
     tokenizer.model_max_length = 128
     tokenizer.save_pretrained(raw)
     torch.manual_seed(seed)

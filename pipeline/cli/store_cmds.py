@@ -41,7 +41,11 @@ def ls(
 def show(
     ref: Annotated[str, typer.Argument(help="stage@latest, stage@<prefix>, or a directory.")],
     data_dir: DataDir = Path("data"),
+    path: Annotated[bool, typer.Option("--path", help="Print only the artifact's directory.")] = False,
 ) -> None:
     store = setup(data_dir)
     artifact = store.resolve(ref)
+    if path:
+        typer.echo(str(artifact.path.resolve()))
+        return
     typer.echo(json.dumps(artifact.manifest, indent=2, ensure_ascii=False))

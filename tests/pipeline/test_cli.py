@@ -60,6 +60,7 @@ def test_compose_ls_show_and_cache_hit(tmp_path: Path, glossary: Path):
     shown = invoke("show", "compose@latest", "--data-dir", data)
     manifest = json.loads(shown.stdout)
     assert manifest["version"] == ref.split("@")[1] and manifest["stats"]["anchors"] == 3
+    assert invoke("show", "--path", ref, "--data-dir", data).stdout.strip().endswith(ref.split("@")[1])
     by_prefix = invoke("show", ref[:12], "--data-dir", data)
     assert json.loads(by_prefix.stdout)["version"] == manifest["version"]
 

@@ -1,0 +1,269 @@
+"""Dense candidates: encode with sentence-transformers (through the cache), search with FAISS.
+
+Encoding sends only texts the cache lacks, longest-first in chunks (each chunk is cached as soon as
+it is done, so a killed run keeps its work), with normalised vectors and optional prompts. Search is
+exact inner product (`flat`, by `faiss.knn` on the vectors themselves: no second copy in an index)
+by default, or `ivf`/`hnsw` for large corpora; on GPU when faiss has one. Queries are searched in chunks, so memory holds the corpus vectors plus chunk x k results,
+never a queries x corpus matrix. Both steps are functions of (shard, num_shards) whose outputs
+merge: encoding shards fill the same cache; corpus shards' top-k lists merge with `merge_topk`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mining.cache import EmbeddingCache, text_keys
+from mining.candidates import Candidates, merge_topk, shard_bounds, sort_rows
+from pipeline.console import debug, progress_bar
+from pipeline.errors import PipeError, require
+
+INDEX_KINDS = ("flat", "ivf", "hnsw")
+
+
+class Encoder:
+    """A sentence-transformers model behind the embedding cache; loads the model only if needed."""
+
+    def __init__(self, model: str | Path | None, *, backend: str = "torch", batch_size: int = 64,
+                 cache_root: str | Path | None = None, chunk_size: int = 4096, device: str | None = None) -> None:
+        from training.models import model_fingerprint, resolve_model
+
+        self.model_name = str(model) if model is not None else None
+        self.path = resolve_model(model)
+        self.backend = backend
+        self.batch_size = batch_size
+        self.chunk_size = chunk_size
+        self.device = device
+        if backend == "onnx":
+            require("optimum", extra="onnx")
+            require("onnxruntime", extra="onnx")
+        self.fingerprint = model_fingerprint(model)
+        self.cache = EmbeddingCache(cache_root, f"{self.fingerprint}-{backend}") if cache_root else None
+        self._model: Any = None
+        self.encoded = 0  # texts actually sent through the model
+        self.cache_hits = 0
+
+    @property
+    def model(self) -> Any:
+        """The loaded SentenceTransformer (loaded on first use)."""
+        if self._model is None:
+            from training.models import load_model
+
+            self._model = load_model(self.model_name, device=self.device, backend=self.backend)
+        return self._model
+
+    def _encode_now(self, texts: list[str], prompt: str | None) -> np.ndarray:
+        """Run the model on texts (no cache)."""
+        vectors = self.model.encode(texts, batch_size=self.batch_size, prompt=prompt, normalize_embeddings=True,
+                                    convert_to_numpy=True, show_progress_bar=False)
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if not np.isfinite(vectors).all():
+            raise PipeError(f"model '{self.model_name}' produced non-finite embeddings")
+        self.encoded += len(texts)
+        return vectors
+
+    def _fill(self, texts: list[str], keys: np.ndarray, prompt: str | None, description: str) -> np.ndarray | None:
+        """Encode texts longest first in chunks; store each chunk in the cache (or return all)."""
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
+        collected = None if self.cache is not None else [None] * len(texts)
+        with progress_bar(description, len(texts)) as advance:
+            for start in range(0, len(order), self.chunk_size):
+                chunk = order[start:start + self.chunk_size]
+                vectors = self._encode_now([texts[i] for i in chunk], prompt)
+                if self.cache is not None:
+                    self.cache.put(keys[chunk], vectors)
+                else:
+                    for i, v in zip(chunk, vectors):
+                        collected[i] = v  # type: ignore[index]
+                advance(len(chunk))
+        return None if collected is None else np.stack(collected)  # type: ignore[arg-type]
+
+    def encode(self, texts: Sequence[str], prompt: str | None = None, description: str = "encode") -> np.ndarray:
+        """Normalised float32 vectors of texts, from the cache where possible."""
+        texts = list(texts)
+        if not texts:
+            return np.zeros((0, self.dim()), dtype=np.float32)
+        keys = text_keys(texts, prompt)
+        if self.cache is None:
+            unique = list(dict.fromkeys(texts))
+            vectors = self._fill(unique, text_keys(unique, prompt), prompt, description)
+            where = {t: i for i, t in enumerate(unique)}
+            return vectors[[where[t] for t in texts]]  # type: ignore[index]
+        present = self.cache.contains(keys)
+        missing = {}
+        for i in np.flatnonzero(~present):
+            missing.setdefault(texts[i], i)
+        self.cache_hits += int(present.sum())
+        if missing:
+            debug(f"{description}: {len(missing)} texts to encode, {int(present.sum())} cached")
+            idx = np.fromiter(missing.values(), dtype=np.int64, count=len(missing))
+            self._fill(list(missing), keys[idx], prompt, description)
+        return self.cache.get(keys)
+
+    def encode_shard(self, texts: Sequence[str], prompt: str | None, shard: int, num_shards: int,
+                     description: str = "encode") -> int:
+        """Encode this shard's share of the texts the cache lacks; returns how many were encoded."""
+        if self.cache is None:
+            raise ValueError("sharded encoding needs a cache to merge into")
+        unique = list(dict.fromkeys(texts))
+        keys = text_keys(unique, prompt)
+        owner = (keys[:, 0] % np.uint64(num_shards)).astype(np.int64)  # stable across processes
+        mine = np.flatnonzero((owner == shard) & ~self.cache.contains(keys))
+        before = self.encoded
+        if len(mine):
+            self._fill([unique[i] for i in mine], keys[mine], prompt, f"{description} {shard + 1}/{num_shards}")
+        return self.encoded - before
+
+    def dim(self) -> int:
+        """Embedding dimension (from the cache when it knows, else from the model)."""
+        if self.cache is not None and self.cache.dim is not None:
+            return self.cache.dim
+        getter = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        return int(getter())
+
+
+@dataclass(frozen=True)
+class IndexParams:
+    """FAISS index choice and its search-time knobs."""
+
+    kind: str = "flat"
+    nlist: int | None = None  # ivf: number of cells (default about 4 sqrt(n))
+    nprobe: int = 32  # ivf: cells visited per query
+    hnsw_m: int = 32
+    ef_search: int = 128
+    gpu: bool = True  # use GPU faiss when present
+
+
+def _gpu_count(faiss: Any) -> int:
+    try:
+        return int(faiss.get_num_gpus())
+    except Exception:
+        return 0
+
+
+def build_index(vectors: np.ndarray, params: IndexParams = IndexParams(), k: int = 1) -> Any:
+    """A FAISS inner-product index over vectors (flat exact, ivf or hnsw)."""
+    import faiss
+
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    n, dim = vectors.shape
+    if params.kind == "flat":
+        index = faiss.IndexFlatIP(dim)
+    elif params.kind == "ivf":
+        nlist = params.nlist or int(4 * np.sqrt(n))
+        nlist = max(1, min(nlist, n // 39 or 1))
+        quantizer = faiss.IndexFlatIP(dim)
+        index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        rng = np.random.default_rng(0)
+        train = vectors if n <= 256 * nlist else vectors[np.sort(rng.choice(n, 256 * nlist, replace=False))]
+        index.train(train)
+        index.nprobe = min(params.nprobe, nlist)
+    elif params.kind == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, params.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efSearch = max(params.ef_search, k)
+    else:
+        raise ValueError(f"unknown index kind {params.kind!r} (choose {', '.join(INDEX_KINDS)})")
+    if params.gpu and params.kind != "hnsw" and _gpu_count(faiss) > 0:
+        debug(f"faiss: moving the {params.kind} index to {_gpu_count(faiss)} GPU(s)")
+        index = faiss.index_cpu_to_all_gpus(index)
+    index.add(vectors)
+    return index
+
+
+def search_index(index: Any, queries: np.ndarray, k: int, *, batch_size: int = 4096, id_offset: int = 0,
+                 description: str = "faiss search") -> Candidates:
+    """Top-k of every query in chunks of batch_size (memory: one chunk's results at a time)."""
+    n = len(queries)
+    k = max(1, min(k, index.ntotal))
+    ids = np.empty((n, k), dtype=np.int64)
+    scores = np.empty((n, k), dtype=np.float32)
+    with progress_bar(description, n) as advance:
+        for start in range(0, n, batch_size):
+            chunk = np.ascontiguousarray(queries[start:start + batch_size], dtype=np.float32)
+            s, i = index.search(chunk, k)
+            part = sort_rows(np.where(i >= 0, i + id_offset, -1), s)  # ties by index: deterministic
+            scores[start:start + len(chunk)] = part.scores
+            ids[start:start + len(chunk)] = part.ids
+            advance(len(chunk))
+    return Candidates(ids, scores)
+
+
+def knn_search(queries: np.ndarray, corpus: np.ndarray, k: int, *, batch_size: int = 4096, id_offset: int = 0,
+               description: str = "faiss search") -> Candidates:
+    """Exact inner-product top-k with `faiss.knn` on the corpus array itself (no index copy), in chunks."""
+    import faiss
+
+    n = len(queries)
+    k = max(1, min(k, len(corpus)))
+    corpus = np.ascontiguousarray(corpus, dtype=np.float32)
+    ids = np.empty((n, k), dtype=np.int64)
+    scores = np.empty((n, k), dtype=np.float32)
+    with progress_bar(description, n) as advance:
+        for start in range(0, n, batch_size):
+            chunk = np.ascontiguousarray(queries[start:start + batch_size], dtype=np.float32)
+            s, i = faiss.knn(chunk, corpus, k, metric=faiss.METRIC_INNER_PRODUCT)
+            part = sort_rows(np.where(i >= 0, i + id_offset, -1), s)
+            scores[start:start + len(chunk)] = part.scores
+            ids[start:start + len(chunk)] = part.ids
+            advance(len(chunk))
+    return Candidates(ids, scores)
+
+
+def _use_knn(params: IndexParams) -> bool:
+    """Exact flat search on CPU runs on the array itself; GPU and approximate kinds need an index."""
+    if params.kind != "flat":
+        return False
+    if params.gpu:
+        import faiss
+
+        return _gpu_count(faiss) == 0
+    return True
+
+
+def search_shard(queries: np.ndarray, corpus: np.ndarray, k: int, shard: int, num_shards: int,
+                 params: IndexParams = IndexParams(), batch_size: int = 4096) -> Candidates:
+    """Top-k of every query within one contiguous corpus shard (ids are global corpus indices)."""
+    start, end = shard_bounds(len(corpus), shard, num_shards)
+    if start == end:
+        return Candidates.empty(len(queries), k)
+    if _use_knn(params):
+        return knn_search(queries, corpus[start:end], k, batch_size=batch_size, id_offset=start,
+                          description=f"faiss search {shard + 1}/{num_shards}")
+    index = build_index(corpus[start:end], params, k)
+    return search_index(index, queries, k, batch_size=batch_size, id_offset=start,
+                        description=f"faiss search {shard + 1}/{num_shards}")
+
+
+def dense_search(queries: np.ndarray, corpus: np.ndarray, k: int, params: IndexParams = IndexParams(),
+                 *, batch_size: int = 4096, num_shards: int = 1) -> Candidates:
+    """Top-k corpus indices for every query; with num_shards > 1, shard the corpus and merge."""
+    k = max(1, min(k, len(corpus)))
+    if num_shards <= 1:
+        if _use_knn(params):
+            return knn_search(queries, corpus, k, batch_size=batch_size)
+        return search_index(build_index(corpus, params, k), queries, k, batch_size=batch_size)
+    parts = [search_shard(queries, corpus, k, s, num_shards, params, batch_size) for s in range(num_shards)]
+    return merge_topk(parts, k)
+
+
+def pair_scores(left: np.ndarray, right: np.ndarray, left_index: np.ndarray, right_index: np.ndarray,
+                batch_size: int = 65536) -> np.ndarray:
+    """Dot products of given (left row, right row) pairs, in chunks."""
+    out = np.empty(len(left_index), dtype=np.float32)
+    for start in range(0, len(left_index), batch_size):
+        a = left[left_index[start:start + batch_size]]
+        b = right[right_index[start:start + batch_size]]
+        out[start:start + batch_size] = np.einsum("ij,ij->i", a, b)
+    return out
+
+
+def candidate_scores(queries: np.ndarray, corpus: np.ndarray, cand_ids: np.ndarray) -> np.ndarray:
+    """Dense score of every (query, candidate) slot; -inf for empty slots."""
+    rows, cols = np.nonzero(cand_ids >= 0)
+    out = np.full(cand_ids.shape, -np.inf, dtype=np.float32)
+    out[rows, cols] = pair_scores(queries, corpus, rows, cand_ids[rows, cols])
+    return out

@@ -1,0 +1,535 @@
+"""The mine stage: fill the train split's `hard_negatives` by BM25, dense FAISS or hybrid retrieval.
+
+Input is a compose artifact, or a previous mine artifact (re-mining: the candidates still come
+from its compose artifact; the previous negatives are known, for the overlap diagnostic and for
+`merge_previous`). Candidates are every positive of the compose `corpus.jsonl` plus an optional
+extra corpus file. The artifact holds `pairs.jsonl` (train split; dev/test stay in compose and are
+found through `store.upstream`), optional exports, `diagnostics/`, and the manifest. The version
+includes the model's weight hash for dense methods, so a retrained model is a new version.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from mining.bm25 import TokenizerConfig, make_index, tokenize
+from mining.candidates import Candidates
+from mining.corpus import (
+    CandidateCorpus,
+    as_index_array,
+    build_corpus,
+    build_exclusions,
+    positive_indices,
+    read_extra_corpus,
+    reduce_min,
+    term_definitions,
+)
+from mining.export import FORMATS
+from mining.selection import (
+    KEEP,
+    Selection,
+    SelectionParams,
+    apply_drops,
+    candidate_band,
+    exclusion_codes,
+    refine,
+    score_filter_masks,
+    select_negatives,
+)
+from pipeline.config import as_dict, option
+from pipeline.console import debug, info, warn
+from pipeline.errors import ConfigError, PipeError
+from pipeline.hashing import hash_file
+from pipeline.pairs import CORPUS_FILE, doc_id, pairs_file, read_corpus, read_pairs, write_jsonl
+from pipeline.store import Artifact, RunOutcome, StageResult, Store
+from training.models import DEFAULT_MODEL
+
+STAGE = "mine"
+FORMAT_VERSION = 1
+DENSE_RELATIVE_MARGIN = 0.05
+DIAGNOSTICS_DIR = "diagnostics"
+EXPORT_DIR = "export"
+
+
+@dataclass
+class MineConfig:
+    """How hard negatives are mined and filtered."""
+
+    method: Literal["bm25", "faiss", "hybrid"] = option("faiss", "Candidate retrieval: bm25, faiss (dense) or hybrid (RRF of both).")
+    model: str = option(DEFAULT_MODEL, "Embedding model for faiss/hybrid: id or local directory (iterate passes a trained model).")
+    num_negatives: int = option(3, "Hard negatives per anchor (anchors left with fewer are kept and counted).")
+    range_min: int = option(0, "Skip this many best-ranked candidates (after removing positives and duplicates).")
+    range_max: int = option(30, "Consider candidates ranked below this (after removing positives and duplicates).")
+    sampling: Literal["top", "random"] = option("top", "Take the best surviving candidates, or a seeded random draw.")
+    seed: int = option(42, "Seed of random sampling.")
+    max_score: float | None = option(None, "Drop candidates scoring above this.")
+    min_score: float | None = option(None, "Drop candidates scoring below this.")
+    margin: float | None = option(None, "Absolute margin: drop a candidate when its score + margin > the positive's.")
+    relative_margin: float | None = option(None, "Drop a candidate scoring above (1 - m) x the positive's score; unset = 0.05 for faiss/hybrid, off for bm25.")
+    max_positive_similarity: float | None = option(None, "faiss/hybrid: drop a candidate whose similarity to one of the anchor's positives is at least this (paraphrases of the definition).")
+    cross_encoder: str | None = option(None, "Cross-encoder that rescores surviving candidates and drops those it scores at least as high as the positive.")
+    cross_encoder_margin: float = option(0.0, "Drop when cross-encoder score >= positive's score - this margin.")
+    index: Literal["flat", "ivf", "hnsw"] = option("flat", "FAISS index: exact inner product, or ivf/hnsw for large corpora.")
+    nprobe: int = option(32, "ivf: cells searched per query.")
+    ef_search: int = option(128, "hnsw: search breadth.")
+    bm25_backend: Literal["bm25s", "rank_bm25"] = option("bm25s", "BM25 engine: bm25s (fast), or rank_bm25 (the slow reference).")
+    bm25_method: Literal["lucene", "robertson", "atire", "bm25l", "bm25+"] = option("lucene", "bm25s scoring variant.")
+    k1: float = option(1.5, "BM25 k1.")
+    b: float = option(0.75, "BM25 b.")
+    lowercase: bool = option(True, "BM25: lowercase texts.")
+    stopwords: str | None = option("english", "BM25: stopword list (a language name, or none).")
+    stemmer: str | None = option("english", "BM25: PyStemmer language (or none).")
+    corpus: str | None = option(None, "Extra candidate texts: a JSONL file of {text[, id]} or a text file with one per line.")
+    formats: list[str] = option([], "Exports besides pairs.jsonl: flag, st-ntuple, st-triplet.")
+    batch_size: int = option(64, "Encoding batch size.")
+    backend: Literal["torch", "onnx"] = option("torch", "Encoding backend (onnx needs the onnx extra).")
+    query_prompt: str | None = option(None, "Prompt prepended to anchors when encoding (e.g. 'query: ').")
+    passage_prompt: str | None = option(None, "Prompt prepended to candidate texts when encoding (e.g. 'passage: ').")
+    rrf_k: int = option(60, "hybrid: reciprocal rank fusion constant.")
+    search_batch_size: int = option(4096, "Queries per search chunk (bounds memory).")
+    diagnostics_depth: int = option(100, "Retrieve at least this deep, to report the positive's rank within 100.")
+    merge_previous: bool = option(False, "Re-mining: also keep the previous round's negatives that pass this round's filters.")
+
+    def validate(self) -> None:
+        """Check ranges and names; raises ConfigError naming the field."""
+        if self.num_negatives < 1:
+            raise ConfigError("field 'num_negatives': must be at least 1")
+        if self.range_min < 0:
+            raise ConfigError("field 'range_min': must be >= 0")
+        if self.range_max <= self.range_min:
+            raise ConfigError(f"field 'range_max': must be above range_min ({self.range_min})")
+        if self.num_negatives > self.range_max - self.range_min:
+            raise ConfigError(f"field 'num_negatives': {self.num_negatives} negatives cannot come from a window of "
+                              f"{self.range_max - self.range_min} ranks (range_min {self.range_min}, range_max {self.range_max})",
+                              hint="raise --range-max or lower --num-negatives")
+        for name in ("margin", "relative_margin", "cross_encoder_margin"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ConfigError(f"field '{name}': must be >= 0")
+        if self.relative_margin is not None and self.relative_margin >= 1:
+            raise ConfigError("field 'relative_margin': must be below 1 (0.05 keeps negatives under 95% of the positive's score)")
+        if self.max_positive_similarity is not None and self.method == "bm25":
+            raise ConfigError("field 'max_positive_similarity': needs embeddings (method faiss or hybrid)")
+        unknown = [f for f in self.formats if f not in FORMATS]
+        if unknown:
+            raise ConfigError(f"field 'formats': unknown format '{unknown[0]}'", hint=f"choose from {', '.join(FORMATS)}")
+        for name in ("batch_size", "search_batch_size", "nprobe", "ef_search", "rrf_k"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"field '{name}': must be at least 1")
+        if self.diagnostics_depth < 0:
+            raise ConfigError("field 'diagnostics_depth': must be >= 0")
+
+    def resolved(self) -> MineConfig:
+        """The config with method-dependent defaults filled in (what the manifest records)."""
+        relative = self.relative_margin
+        if relative is None and self.method != "bm25":
+            relative = DENSE_RELATIVE_MARGIN
+        return dataclasses.replace(self, relative_margin=relative)
+
+    def selection(self) -> SelectionParams:
+        """The selection subset of the config."""
+        return SelectionParams(num_negatives=self.num_negatives, range_min=self.range_min, range_max=self.range_max,
+                               sampling=self.sampling, seed=self.seed, max_score=self.max_score,
+                               min_score=self.min_score, margin=self.margin, relative_margin=self.relative_margin)
+
+    def tokenizer(self) -> TokenizerConfig:
+        """The BM25 tokenisation subset of the config."""
+        def off(value: str | None) -> str | None:
+            return None if value is None or value.strip().lower() in ("", "none", "off", "false") else value
+
+        return TokenizerConfig(lowercase=self.lowercase, stopwords=off(self.stopwords), stemmer=off(self.stemmer))
+
+    @property
+    def dense(self) -> bool:
+        return self.method in ("faiss", "hybrid")
+
+
+# -- input -------------------------------------------------------------------------------------
+@dataclass
+class MineInput:
+    """What a mine run reads: the train rows, the other splits, the corpus, previous negatives."""
+
+    source: Artifact
+    compose: Artifact
+    rows: list[dict[str, Any]]
+    definitions: dict[str, set[str]]  # normalised term -> normalised texts of its definitions, all splits
+    corpus_rows: list[dict[str, Any]]
+    previous: dict[str, list[str]] | None = None  # anchor id -> previous negative ids
+
+
+def _as_artifact(store: Store, source: str | Path | Artifact) -> Artifact:
+    return source if isinstance(source, Artifact) else store.resolve(source)
+
+
+def load_input(store: Store, source: str | Path | Artifact) -> MineInput:
+    """Read a compose artifact, or a mine artifact and the compose artifact it came from."""
+    artifact = _as_artifact(store, source)
+    if artifact.stage not in ("compose", "mine"):
+        raise PipeError(f"{artifact.ref}: mine reads a compose or mine artifact, not '{artifact.stage}'",
+                        hint="use --from compose@latest")
+    compose = store.upstream(artifact, "compose")
+    if compose is None:
+        raise PipeError(f"{artifact.ref}: cannot find the compose artifact it was made from in {store.root}")
+    train = compose.file(pairs_file("train"))
+    if not train.is_file():
+        raise PipeError(f"{compose.ref}: has no {train.name}")
+    rows = read_pairs(train)
+    definitions = term_definitions(rows)
+    for split in ("dev", "test"):
+        path = compose.file(pairs_file(split))
+        if path.is_file():
+            for term, texts in term_definitions(read_pairs(path)).items():
+                definitions.setdefault(term, set()).update(texts)
+    corpus_path = compose.file(CORPUS_FILE)
+    corpus_rows = read_corpus(corpus_path) if corpus_path.is_file() else []
+    previous = None
+    if artifact.stage == "mine":
+        previous = {}
+        for row in read_pairs(artifact.file(pairs_file("train"))):
+            negs = row.get("hard_negatives") or []
+            ids = row.get("negative_ids") or [doc_id(t) for t in negs]
+            previous[row["id"]] = list(ids)
+    return MineInput(artifact, compose, rows, definitions, corpus_rows, previous)
+
+
+# -- retrieval ---------------------------------------------------------------------------------
+@dataclass
+class Retrieved:
+    """Ranked candidates with their scores, the positives' scores and (dense) the vectors."""
+
+    cands: Candidates
+    positive_scores: np.ndarray
+    query_vectors: np.ndarray | None = None
+    corpus_vectors: np.ndarray | None = None
+    bm25: Any = None
+    query_tokens: list[list[str]] | None = None
+    seconds: dict[str, float] = dataclasses.field(default_factory=dict)
+
+
+def make_encoder(config: MineConfig, cache_root: Path | None) -> Any:
+    """The dense encoder for a config (cache in cache_root); fails early on a model it cannot load."""
+    from mining.dense import Encoder
+
+    encoder = Encoder(config.model, backend=config.backend, batch_size=config.batch_size, cache_root=cache_root)
+    if not Path(encoder.path).is_dir():
+        encoder.model  # noqa: B018 - not a local directory: load now so a bad id fails before any work
+    return encoder
+
+
+def retrieve(config: MineConfig, anchors: list[str], corpus: CandidateCorpus, positives: list[list[int]],
+             k: int, encoder: Any = None) -> Retrieved:
+    """Candidates for every anchor by the configured method, and each anchor's positive score.
+
+    The positive score is the lowest over the anchor's positives (the hardest one), the reference
+    of the margin filters. For hybrid the order is the fused one and scores are dense cosines.
+    """
+    from mining.hybrid import rrf_fuse
+
+    seconds: dict[str, float] = {}
+    n = len(anchors)
+    prow, pidx = as_index_array(positives)
+    bm25_cands = dense_cands = None
+    out = Retrieved(Candidates.empty(n, 1), np.zeros(n, np.float32), seconds=seconds)
+    if config.method in ("bm25", "hybrid"):
+        start = time.perf_counter()
+        tok = config.tokenizer()
+        out.query_tokens = tokenize(anchors, tok)
+        corpus_tokens = tokenize(corpus.texts, tok)
+        params = {"k1": config.k1, "b": config.b, "method": config.bm25_method}
+        out.bm25 = make_index(corpus_tokens, config.bm25_backend, **params)
+        bm25_cands = out.bm25.search(out.query_tokens, k, batch_size=min(config.search_batch_size, 2048))
+        seconds["bm25"] = time.perf_counter() - start
+    if config.dense:
+        from mining.dense import IndexParams, dense_search, pair_scores
+
+        start = time.perf_counter()
+        out.query_vectors = encoder.encode(anchors, config.query_prompt, "encode anchors")
+        out.corpus_vectors = encoder.encode(corpus.texts, config.passage_prompt, "encode corpus")
+        seconds["encode"] = time.perf_counter() - start
+        start = time.perf_counter()
+        params = IndexParams(kind=config.index, nprobe=config.nprobe, ef_search=config.ef_search)
+        dense_cands = dense_search(out.query_vectors, out.corpus_vectors, k, params,
+                                   batch_size=config.search_batch_size)
+        seconds["search"] = time.perf_counter() - start
+        out.positive_scores = reduce_min(pair_scores(out.query_vectors, out.corpus_vectors, prow, pidx), prow, n)
+    if config.method == "bm25":
+        out.cands = bm25_cands  # type: ignore[assignment]
+        out.positive_scores = reduce_min(out.bm25.score_pairs(out.query_tokens, prow, pidx), prow, n)
+    elif config.method == "faiss":
+        out.cands = dense_cands  # type: ignore[assignment]
+    else:
+        from mining.dense import candidate_scores
+
+        fused = rrf_fuse([bm25_cands, dense_cands], k, config.rrf_k)  # type: ignore[list-item]
+        out.cands = Candidates(fused.ids, candidate_scores(out.query_vectors, out.corpus_vectors, fused.ids))
+    return out
+
+
+def positive_similarity_drops(corpus_vectors: np.ndarray, cand_ids: np.ndarray, band: np.ndarray,
+                              positives: list[list[int]], threshold: float) -> np.ndarray:
+    """Band slots whose text is at least `threshold` similar to one of the anchor's positives."""
+    from mining.dense import pair_scores
+
+    drops = np.zeros(band.shape, dtype=bool)
+    rows, cols = np.nonzero(band)
+    if len(rows) == 0:
+        return drops
+    most = np.full(len(rows), -np.inf, dtype=np.float32)
+    width = max(len(p) for p in positives)
+    for j in range(width):
+        has = np.fromiter((len(positives[r]) > j for r in rows), dtype=bool, count=len(rows))
+        pos = np.fromiter((positives[r][j] if len(positives[r]) > j else 0 for r in rows), dtype=np.int64, count=len(rows))
+        sims = pair_scores(corpus_vectors, corpus_vectors, cand_ids[rows, cols], pos)
+        most = np.where(has, np.maximum(most, sims), most)
+    drops[rows, cols] = most >= threshold
+    return drops
+
+
+# -- the run -----------------------------------------------------------------------------------
+def _peak_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _retrieval_depth(config: MineConfig, max_excluded: int, corpus_size: int) -> int:
+    return max(1, min(corpus_size, max(config.range_max + max_excluded, config.diagnostics_depth)))
+
+
+def _check_sizes(config: MineConfig, inp: MineInput, corpus: CandidateCorpus) -> None:
+    if not inp.rows:
+        raise PipeError(f"{inp.compose.ref}: the train split is empty, nothing to mine",
+                        hint="compose more pairs or lower its dev/test fractions")
+    if len(corpus) == 0:
+        raise PipeError(f"{inp.compose.ref}: the candidate corpus is empty", hint="add texts with --corpus FILE")
+    available = len(corpus) - 1
+    if config.range_min + config.num_negatives > available:
+        raise PipeError(f"{config.num_negatives} negatives per anchor (after skipping range_min={config.range_min}) "
+                        f"asked, but the candidate corpus has only {len(corpus)} texts, one of them the anchor's positive",
+                        hint="lower --num-negatives/--range-min or add texts with --corpus FILE")
+
+
+def _merge_previous(config: MineConfig, inp: MineInput, corpus: CandidateCorpus, retrieved: Retrieved,
+                    exclusions: Any, positives: list[list[int]], chosen: list[tuple[np.ndarray, np.ndarray]]) -> int:
+    """Append to each row the previous round's negatives that still pass exclusion and filters."""
+    assert inp.previous is not None
+    rows_prev = []
+    for q, row in enumerate(inp.rows):
+        have = set(chosen[q][0].tolist())
+        ids = []
+        for nid in inp.previous.get(row["id"], []):
+            index = corpus.position.get(nid)  # a previous negative from a text no longer offered is skipped
+            if index is not None and index not in have:
+                ids.append(index)
+        rows_prev.append(ids)
+    width = max((len(x) for x in rows_prev), default=0)
+    if width == 0:
+        return 0
+    ids = np.full((len(rows_prev), width), -1, dtype=np.int64)
+    for q, x in enumerate(rows_prev):
+        ids[q, : len(x)] = x
+    rows, cols = np.nonzero(ids >= 0)
+    scores = np.full(ids.shape, -np.inf, dtype=np.float32)
+    if retrieved.corpus_vectors is not None:
+        from mining.dense import pair_scores
+
+        scores[rows, cols] = pair_scores(retrieved.query_vectors, retrieved.corpus_vectors, rows, ids[rows, cols])
+    else:
+        scores[rows, cols] = retrieved.bm25.score_pairs(retrieved.query_tokens, rows, ids[rows, cols])
+    allowed = (exclusion_codes(ids, exclusions) == KEEP) & (ids >= 0)
+    drops = score_filter_masks(scores, retrieved.positive_scores, config.selection())
+    if config.max_positive_similarity is not None and retrieved.corpus_vectors is not None:
+        drops["positive_similarity"] = positive_similarity_drops(retrieved.corpus_vectors, ids, allowed, positives,
+                                                                 config.max_positive_similarity)
+    survivors, _, _ = apply_drops(allowed, drops)
+    added = 0
+    for q in range(len(rows_prev)):
+        keep = survivors[q]
+        if keep.any():
+            chosen[q] = (np.concatenate([chosen[q][0], ids[q][keep]]), np.concatenate([chosen[q][1], scores[q][keep]]))
+            added += int(keep.sum())
+    return added
+
+
+def mine(config: MineConfig, inp: MineInput, workdir: Path, cache_root: Path | None,
+         encoder: Any = None) -> StageResult:
+    """Mine negatives for the train rows and write the artifact's files into workdir."""
+    from mining.diagnostics import build_report, plot_histograms, positive_ranks, print_table, round_overlap
+    from mining.export import export
+
+    started = time.perf_counter()
+    extra = read_extra_corpus(config.corpus) if config.corpus else []
+    corpus = build_corpus(inp.corpus_rows, extra)
+    extra_count = len(extra)
+    del extra
+    positives = positive_indices(inp.rows, corpus)
+    _check_sizes(config, inp, corpus)
+    exclusions = build_exclusions(inp.rows, corpus, positives, inp.definitions)
+    k = _retrieval_depth(config, exclusions.max_count(), len(corpus))
+    anchors = [r["anchor"] for r in inp.rows]
+    info(f"mining {config.method} negatives for {len(anchors)} anchors among {len(corpus)} candidate texts")
+    if config.dense and encoder is None:
+        encoder = make_encoder(config, cache_root)
+    debug(f"input read: peak RSS {_peak_mb():.0f} MB")
+    retrieved = retrieve(config, anchors, corpus, positives, k, encoder)
+    cands = retrieved.cands
+    took = ", ".join(f"{name} {sec:.1f}s" for name, sec in retrieved.seconds.items())
+    debug(f"retrieved top {k} per anchor ({took}): peak RSS {_peak_mb():.0f} MB")
+    params = config.selection()
+
+    start = time.perf_counter()
+    codes = exclusion_codes(cands.ids, exclusions)
+    extra_drops: dict[str, np.ndarray] = {}
+    if config.max_positive_similarity is not None:
+        band = candidate_band(cands, codes, params)
+        extra_drops["positive_similarity"] = positive_similarity_drops(
+            retrieved.corpus_vectors, cands.ids, band, positives, config.max_positive_similarity)  # type: ignore[arg-type]
+    selection: Selection = select_negatives(cands, exclusions, retrieved.positive_scores, params, extra_drops, codes)
+    if config.cross_encoder:
+        from mining.crossencoder import cross_encoder_drops, load_cross_encoder
+
+        ce = load_cross_encoder(config.cross_encoder)
+        drops, _, _ = cross_encoder_drops(ce, anchors, [r["positive"] for r in inp.rows], corpus.texts, cands.ids,
+                                          selection.survivors, margin=config.cross_encoder_margin,
+                                          batch_size=config.batch_size)
+        selection = refine(selection, "cross_encoder", drops, params)
+    chosen = selection.rows(cands)
+    merged = 0
+    if config.merge_previous and inp.previous is not None:
+        merged = _merge_previous(config, inp, corpus, retrieved, exclusions, positives, chosen)
+    retrieved.seconds["select"] = time.perf_counter() - start
+    debug(f"selected: peak RSS {_peak_mb():.0f} MB")
+
+    out_rows = []
+    for q, row in enumerate(inp.rows):
+        ids, scores = chosen[q]
+        new = dict(row)
+        new["hard_negatives"] = [corpus.texts[i] for i in ids]
+        new["negative_ids"] = [corpus.ids[i] for i in ids]
+        new["negative_scores"] = [round(float(s), 6) for s in scores]
+        new["positive_score"] = round(float(retrieved.positive_scores[q]), 6)
+        out_rows.append(new)
+    write_jsonl(workdir / pairs_file("train"), out_rows)
+    exports = export(out_rows, config.formats, workdir / EXPORT_DIR, config.num_negatives) if config.formats else {}
+    for fmt, counts in exports.items():
+        if counts["anchors_left_out"]:
+            warn(f"export {fmt}: {counts['anchors_left_out']} anchors left out (too few negatives for that format); "
+                 "pairs.jsonl keeps them")
+
+    overlap = None
+    if inp.previous is not None:
+        current = {r["id"]: r["negative_ids"] for r in out_rows}
+        overlap = round_overlap(current, inp.previous)
+    ranks = positive_ranks(cands, positives)
+    report = build_report(selection=selection, cands=cands, ranks=ranks, positive_scores=retrieved.positive_scores,
+                          method=config.method, depth=k, overlap=overlap)
+    report["merged_previous"] = merged
+    diag = workdir / DIAGNOSTICS_DIR
+    diag.mkdir()
+    kept = cands.scores[selection.chosen]
+    plot_histograms(diag / "scores.png", retrieved.positive_scores, kept, cands.scores[selection.dropped_mask],
+                    title=f"{config.method} scores: positives, kept negatives, dropped candidates")
+    import json
+
+    (diag / "diagnostics.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    debug(f"written: peak RSS {_peak_mb():.0f} MB")
+    print_table(report)
+    if selection.short:
+        warn(f"{selection.short} of {len(out_rows)} anchors have fewer than {config.num_negatives} negatives "
+             f"(by count: {selection.shortfall()}); they are kept as they are, never padded")
+
+    counts = np.array([len(r["hard_negatives"]) for r in out_rows])
+    retrieved.seconds["total"] = time.perf_counter() - started
+    stats = {
+        "method": config.method,
+        "anchors": len(out_rows),
+        "corpus_size": len(corpus),
+        "extra_corpus_texts": extra_count,
+        "retrieval_depth": k,
+        "negatives": int(counts.sum()),
+        "negatives_per_anchor": float(counts.mean()),
+        "short_of_negatives": selection.short,
+        "share_short_of_negatives": selection.short / len(out_rows),
+        "shortfall": selection.shortfall(),
+        "dropped": selection.dropped,
+        "merged_previous": merged,
+        "overlap_with_previous": overlap.get("share_already_negative") if overlap else None,
+        "encoded_texts": encoder.encoded if encoder is not None else 0,
+        "cache_hits": encoder.cache_hits if encoder is not None else 0,
+        "exports": exports,
+        "seconds": {k_: round(v, 3) for k_, v in retrieved.seconds.items()},
+    }
+    rank = report["positive_rank"]
+    metrics = {"positive_at_1": rank["at_1"], "positive_within_10": rank["within_10"],
+               "positive_within_100": rank["within_100"]}
+    headline = {"method": config.method, "anchors": len(out_rows), "neg/anchor": round(float(counts.mean()), 2),
+                "short": f"{100 * selection.short / len(out_rows):.1f}%", "pos@1": round(rank["at_1"], 3)}
+    return StageResult(stats=stats, metrics=metrics, headline=headline)
+
+
+def fingerprint_extra(config: MineConfig) -> dict[str, Any]:
+    """What besides config and inputs decides the output: model weights, extra corpus content."""
+    from training.models import model_fingerprint
+
+    extra: dict[str, Any] = {}
+    if config.dense:
+        extra["model"] = model_fingerprint(config.model)
+    if config.cross_encoder:
+        extra["cross_encoder"] = model_fingerprint(config.cross_encoder)
+    if config.corpus:
+        path = Path(config.corpus)
+        if not path.is_file():
+            raise PipeError(f"{path}: corpus file not found", hint="--corpus takes a JSONL or text file")
+        extra["corpus_file"] = hash_file(path)
+    return extra
+
+
+def cache_root(store: Store) -> Path:
+    """Where the embedding cache lives: beside the artifacts, shared by every run of the store."""
+    return store.root / ".cache" / "embeddings"
+
+
+def run_mine(store: Store, config: MineConfig, source: str | Path | Artifact = "compose@latest",
+             force: bool = False, encoder: Any = None) -> RunOutcome:
+    """Mine hard negatives for a compose (or previous mine) artifact; a cache hit when nothing changed."""
+    config = config.resolved()
+    config.validate()
+    inp = load_input(store, source)
+    extra = fingerprint_extra(config)
+    if config.dense and encoder is None:
+        from training.models import resolve_model
+
+        if not Path(resolve_model(config.model)).is_dir():
+            make_encoder(config, None)  # a model id that is not local: fail now, before any work
+    return store.run(stage=STAGE, format_version=FORMAT_VERSION, config=as_dict(config), inputs=[inp.source],
+                     extra=extra, force=force,
+                     build=lambda work: mine(config, inp, work, cache_root(store), encoder))
+
+
+def warm_cache(store: Store, config: MineConfig, source: str | Path | Artifact, shard: int,
+               num_shards: int) -> dict[str, int]:
+    """Encode one shard of the anchors and candidate texts into the embedding cache (no artifact).
+
+    Run shards 0..n-1 anywhere that shares the store (in parallel), then `run_mine` encodes nothing.
+    """
+    config = config.resolved()
+    config.validate()
+    if not config.dense:
+        raise ConfigError("field 'method': sharded encoding applies to faiss/hybrid only (BM25 has nothing to cache)")
+    if not 0 <= shard < num_shards:
+        raise ConfigError(f"--shard {shard} is outside 0..{num_shards - 1}")
+    inp = load_input(store, source)
+    extra = read_extra_corpus(config.corpus) if config.corpus else []
+    corpus = build_corpus(inp.corpus_rows, extra)
+    positive_indices(inp.rows, corpus)
+    encoder = make_encoder(config, cache_root(store))
+    anchors = encoder.encode_shard([r["anchor"] for r in inp.rows], config.query_prompt, shard, num_shards,
+                                   "encode anchors")
+    texts = encoder.encode_shard(corpus.texts, config.passage_prompt, shard, num_shards, "encode corpus")
+    return {"anchors_encoded": anchors, "texts_encoded": texts}

@@ -1,0 +1,130 @@
+"""Dense mining: encoding through the cache, FAISS flat/ivf/hnsw, chunked and sharded search."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mining.cache import EmbeddingCache, text_keys
+from mining.candidates import sort_rows
+from mining.dense import Encoder, IndexParams, build_index, dense_search, search_index
+from tests.mining.conftest import GLOSSARY
+
+TEXTS = [d for _, d in GLOSSARY]
+
+
+def exact_top_k(queries: np.ndarray, corpus: np.ndarray, k: int):
+    scores = queries @ corpus.T
+    return sort_rows(np.tile(np.arange(len(corpus)), (len(queries), 1)), scores, k)
+
+
+@pytest.fixture(scope="module")
+def vectors() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    corpus = rng.normal(size=(3000, 32)).astype(np.float32)
+    queries = rng.normal(size=(200, 32)).astype(np.float32)
+    corpus /= np.linalg.norm(corpus, axis=1, keepdims=True)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    return queries, corpus
+
+
+def test_flat_search_is_exact_and_chunking_changes_nothing(vectors):
+    queries, corpus = vectors
+    expected = exact_top_k(queries, corpus, 20)
+    one_shot = dense_search(queries, corpus, 20, batch_size=len(queries))
+    chunked = dense_search(queries, corpus, 20, batch_size=7)
+    assert (one_shot.ids == expected.ids).all() and np.allclose(one_shot.scores, expected.scores, atol=1e-5)
+    assert (chunked.ids == one_shot.ids).all() and np.allclose(chunked.scores, one_shot.scores, atol=1e-6)
+
+
+def test_sharded_corpus_search_merges_to_the_unsharded_result(vectors):
+    queries, corpus = vectors
+    whole = dense_search(queries, corpus, 15)
+    sharded = dense_search(queries, corpus, 15, num_shards=4)
+    assert (sharded.ids == whole.ids).all() and np.allclose(sharded.scores, whole.scores, atol=1e-5)
+
+
+def test_ivf_with_every_cell_probed_is_exact_and_hnsw_recalls_most(vectors):
+    queries, corpus = vectors
+    expected = exact_top_k(queries, corpus, 10)
+    ivf = dense_search(queries, corpus, 10, IndexParams(kind="ivf", nlist=16, nprobe=16))
+    assert (ivf.ids == expected.ids).all()
+    hnsw = dense_search(queries, corpus, 10, IndexParams(kind="hnsw", ef_search=200))
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(hnsw.ids, expected.ids)])
+    assert recall >= 0.9
+
+
+def test_k_larger_than_the_corpus_is_capped(vectors):
+    queries, corpus = vectors
+    out = search_index(build_index(corpus[:5]), queries[:3], 50)
+    assert out.k == 5 and (out.ids >= 0).all()
+
+
+def test_encoder_uses_the_cache_and_encodes_nothing_the_second_time(tiny_model_path: Path, tmp_path: Path):
+    first = Encoder(tiny_model_path, cache_root=tmp_path, chunk_size=5)
+    vecs = first.encode(TEXTS + TEXTS[:3])
+    assert first.encoded == len(TEXTS)  # duplicates encoded once
+    assert np.allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
+    direct = first.model.encode(TEXTS, normalize_embeddings=True, convert_to_numpy=True)
+    assert np.allclose(vecs[: len(TEXTS)], direct, atol=1e-5)
+    second = Encoder(tiny_model_path, cache_root=tmp_path)
+    again = second.encode(TEXTS)
+    assert second.encoded == 0 and second._model is None  # the model was not even loaded
+    assert np.array_equal(again, vecs[: len(TEXTS)])
+    prompted = second.encode(TEXTS[:2], prompt="query: ")
+    assert second.encoded == 2 and not np.allclose(prompted, again[:2])  # the prompt is part of the key
+
+
+def test_new_weights_never_reuse_cached_vectors(tiny_model_path: Path, tmp_path: Path):
+    from tests.tiny_model import build_tiny_model
+
+    other = build_tiny_model(tmp_path / "other", seed=1)
+    a = Encoder(tiny_model_path, cache_root=tmp_path / "cache")
+    a.encode(TEXTS)
+    b = Encoder(other, cache_root=tmp_path / "cache")
+    assert b.fingerprint != a.fingerprint
+    b.encode(TEXTS)
+    assert b.encoded == len(TEXTS)
+
+
+def test_sharded_encoding_fills_the_cache_for_the_full_run(tiny_model_path: Path, tmp_path: Path):
+    encoded = 0
+    for shard in range(3):
+        encoded += Encoder(tiny_model_path, cache_root=tmp_path).encode_shard(TEXTS, None, shard, 3)
+    assert encoded == len(TEXTS)
+    final = Encoder(tiny_model_path, cache_root=tmp_path)
+    final.encode(TEXTS)
+    assert final.encoded == 0
+
+
+def test_a_corrupt_cache_shard_is_removed_with_a_warning_and_recomputed(tiny_model_path: Path, tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture):
+    enc = Encoder(tiny_model_path, cache_root=tmp_path)
+    reference = enc.encode(TEXTS)
+    shard = next(enc.cache.dir.glob("*.vecs.npy"))
+    shard.write_bytes(shard.read_bytes()[:100])  # truncated
+    again = Encoder(tiny_model_path, cache_root=tmp_path)
+    assert "corrupt" in capsys.readouterr().err
+    vecs = again.encode(TEXTS)
+    assert again.encoded == len(TEXTS) and np.allclose(vecs, reference, atol=1e-5)
+
+
+def test_cache_stores_no_pickle_and_rejects_nan(tmp_path: Path, capsys: pytest.CaptureFixture):
+    cache = EmbeddingCache(tmp_path, "ns")
+    keys = text_keys(["a", "b"])
+    cache.put(keys, np.array([[1.0, 0.0], [np.nan, 1.0]], dtype=np.float32))
+    for path in cache.dir.iterdir():
+        np.load(path, allow_pickle=False)
+    reopened = EmbeddingCache(tmp_path, "ns")
+    assert len(reopened) == 0 and "non-finite" in capsys.readouterr().err
+
+
+def test_knn_path_and_index_path_agree(vectors):
+    from mining.dense import knn_search
+
+    queries, corpus = vectors
+    via_index = search_index(build_index(corpus), queries, 12, batch_size=50)
+    via_knn = knn_search(queries, corpus, 12, batch_size=33)
+    assert (via_index.ids == via_knn.ids).all() and np.allclose(via_index.scores, via_knn.scores, atol=1e-5)

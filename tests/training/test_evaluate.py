@@ -1,0 +1,80 @@
+"""Retrieval metrics: hand-checked values, and agreement with sentence-transformers' IR evaluator."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from pipeline.store import Store
+from training.evaluate import METRIC_NAMES, ranking_metrics, retrieval_task, run_eval, evaluate_task
+from training.config import EvalConfig
+
+
+def test_ranking_metrics_by_hand() -> None:
+    ranked = [["a", "b", "c"], ["x", "y", "z"], ["p", "q", "r"]]
+    relevant = [{"a"}, {"y", "z"}, {"nope"}]
+    m = ranking_metrics(ranked, relevant)
+    assert m["recall@1"] == pytest.approx((1 + 0 + 0) / 3)
+    assert m["recall@5"] == pytest.approx((1 + 1 + 0) / 3)
+    assert m["mrr@10"] == pytest.approx((1 + 0.5 + 0) / 3)
+    ndcg_second = (1 / math.log2(3) + 1 / math.log2(4)) / (1 + 1 / math.log2(3))
+    assert m["ndcg@10"] == pytest.approx((1 + ndcg_second + 0) / 3)
+
+
+def test_tasks_forward_and_reverse(compose_artifact) -> None:
+    fwd = retrieval_task(compose_artifact.path, "dev")
+    assert set(fwd.queries.values()) == {"fork", "epoch"}
+    assert len(fwd.corpus) == 17  # 16 definitions + rook's second one
+    assert all(len(r) == 1 for r in fwd.relevant.values())
+    rev = retrieval_task(compose_artifact.path, "train", reverse=True)
+    assert len(rev.corpus) == 16  # every anchor of every split
+    rook_docs = [q for q, text in rev.queries.items() if "castle" in text or "ranks and files" in text]
+    assert len(rook_docs) == 2 and all(len(rev.relevant[q]) == 1 for q in rook_docs)
+
+
+@pytest.mark.parametrize("split,reverse", [("train", False), ("dev", False), ("train", True)])
+def test_agrees_with_information_retrieval_evaluator(tiny_model_path: Path, compose_artifact,
+                                                     split: str, reverse: bool) -> None:
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
+
+    model = SentenceTransformer(str(tiny_model_path), device="cpu")
+    task = retrieval_task(compose_artifact.path, split, reverse=reverse)
+    ours = evaluate_task(model, task)
+    reference = InformationRetrievalEvaluator(task.queries, task.corpus, task.relevant, name="x",
+                                              precision_recall_at_k=[1, 5, 10], write_csv=False)(model)
+    for name in METRIC_NAMES:
+        assert ours[name] == pytest.approx(reference[f"x_cosine_{name}"], abs=1e-9), name
+    assert 0 < ours["mrr@10"] < 1  # a random tiny model: neither perfect nor empty
+
+
+def test_run_eval_writes_an_artifact(store: Store, tiny_model_path: Path, compose_artifact) -> None:
+    outcome = run_eval(store, EvalConfig(split="dev", reverse=True, device="cpu"), str(tiny_model_path),
+                       compose_artifact.ref)
+    art = outcome.artifact
+    assert art.stage == "eval" and art.file("metrics.json").is_file()
+    assert set(art.metrics["model"]) == {"forward", "reverse"}
+    assert [i["stage"] for i in art.inputs] == ["compose"]
+    again = run_eval(store, EvalConfig(split="dev", reverse=True, device="cpu"), str(tiny_model_path),
+                     compose_artifact.ref)
+    assert again.cached and again.artifact.version == art.version
+
+
+def test_reverse_direction_swaps_prompt_roles(tiny_model_path: Path, compose_artifact) -> None:
+    """Definitions asking for terms are encoded as documents (passage prompt), terms as queries."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
+
+    model = SentenceTransformer(str(tiny_model_path), device="cpu")
+    model.prompts.update(query="query: ", document="passage: ")
+    task = retrieval_task(compose_artifact.path, "train", reverse=True)
+    ours = evaluate_task(model, task)
+    swapped = InformationRetrievalEvaluator(task.queries, task.corpus, task.relevant, name="x",
+                                            precision_recall_at_k=[1, 5, 10], write_csv=False,
+                                            query_prompt="passage: ", corpus_prompt="query: ")(model)
+    unswapped = InformationRetrievalEvaluator(task.queries, task.corpus, task.relevant, name="x",
+                                              precision_recall_at_k=[1, 5, 10], write_csv=False)(model)
+    assert ours["mrr@10"] == pytest.approx(swapped["x_cosine_mrr@10"], abs=1e-9)
+    assert ours["mrr@10"] != pytest.approx(unswapped["x_cosine_mrr@10"], abs=1e-9)

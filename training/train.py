@@ -1,0 +1,606 @@
+"""The train stage: fine-tune a sentence-transformers model on a mine (or compose) artifact.
+
+One `SentenceTransformerTrainer` run with in-batch plus mined negatives (MNRL by default), batches
+free of duplicate texts, dev-split retrieval evaluation every N steps and at each epoch end, the
+best checkpoint kept, early stopping, JSON and TensorBoard logs. The run works in the store's
+resumable work directory, so a killed run picks up from its last checkpoint when started again
+with the same inputs and config. The artifact holds `model/` (plain sentence-transformers format,
+with a model card), `logs/` and `metrics.json`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import as_dict
+from pipeline.console import debug, info, warn
+from pipeline.errors import ConfigError, PipeError
+from pipeline.hashing import hash_file
+from pipeline.pairs import pairs_file, read_pairs
+from pipeline.store import Artifact, RunOutcome, StageResult, Store
+from training.callbacks import (
+    STEP_LOG,
+    EpochEndCallback,
+    JsonLogCallback,
+    ProgressCallback,
+    read_log,
+    summarize_log,
+    truncate_log,
+)
+from training.card import write_model_card
+from training.config import TrainConfig
+from training.data import TrainingRows, build_rows, negative_columns, to_dataset
+from training.evaluate import METRIC_NAMES, RetrievalTask, data_dir_for, evaluate_task, retrieval_task
+from training.models import load_model, model_fingerprint, resolve_model
+
+STAGE = "train"
+FORMAT_VERSION = 1
+CHECKPOINTS = "checkpoints"
+MODEL_DIR = "model"
+LOG_DIR = "logs"
+BASE_DEV_CACHE = "base_dev_metrics.json"
+# Config fields that do not change the trained model, kept out of the version.
+NOT_IN_VERSION = ("export_dir",)
+
+
+# -- device and precision --------------------------------------------------------------------------
+
+def pick_device(preference: str = "auto") -> str:
+    """'auto' -> cuda if present, then mps, then cpu; an explicit device must exist."""
+    import torch
+
+    if preference == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return "mps"
+        return "cpu"
+    if preference.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"field 'device': {preference!r} requested but no CUDA GPU is visible",
+                          hint="use --device auto or cpu")
+    if preference == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ConfigError("field 'device': 'mps' requested but Apple MPS is not available", hint="use auto or cpu")
+    return preference
+
+
+def mixed_precision(dtype: str, device: str) -> tuple[bool, bool]:
+    """(fp16, bf16) trainer flags for a dtype on a device: mixed precision only where it is supported."""
+    import torch
+
+    if device.startswith("cuda"):
+        bf16_ok = torch.cuda.is_bf16_supported()
+        if dtype == "auto":
+            return (not bf16_ok, bf16_ok)
+        if dtype == "bfloat16" and not bf16_ok:
+            raise ConfigError("field 'dtype': this GPU has no bfloat16 support", hint="use float16 or auto")
+        return (dtype == "float16", dtype == "bfloat16")
+    if dtype == "float16":
+        raise ConfigError(f"field 'dtype': float16 mixed precision needs a CUDA GPU (device is {device})",
+                          hint="use auto, float32 or bfloat16")
+    if dtype == "bfloat16" and device == "mps":
+        raise ConfigError("field 'dtype': bfloat16 mixed precision is not supported on mps", hint="use auto")
+    return (False, dtype == "bfloat16")
+
+
+def check_qlora(config: TrainConfig, device: str) -> None:
+    """QLoRA needs CUDA and bitsandbytes: say so plainly otherwise."""
+    if not config.qlora:
+        return
+    import importlib.util
+
+    if not device.startswith("cuda"):
+        raise ConfigError(f"field 'qlora': 4-bit QLoRA needs a CUDA GPU (device is {device})",
+                          hint="use --lora without --qlora on this machine")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise ConfigError("field 'qlora': 4-bit QLoRA needs bitsandbytes", hint="run: pip install bitsandbytes")
+
+
+@contextlib.contextmanager
+def quiet_libraries(verbose: bool = False) -> Iterator[None]:
+    """Silence transformers/datasets chatter and their tqdm bars while training (our bar shows progress)."""
+    import datasets
+    import transformers
+
+    tlog = transformers.utils.logging
+    old_level = tlog.get_verbosity()
+    bars = tlog.is_progress_bar_enabled()
+    st_logger = logging.getLogger("sentence_transformers")
+    st_level = st_logger.level
+    if not verbose:
+        tlog.set_verbosity_error()
+        st_logger.setLevel(logging.ERROR)
+    tlog.disable_progress_bar()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        tlog.set_verbosity(old_level)
+        st_logger.setLevel(st_level)
+        if bars:
+            tlog.enable_progress_bar()
+        datasets.enable_progress_bars()
+
+
+# -- model -----------------------------------------------------------------------------------------
+
+def prepare_model(config: TrainConfig, device: str) -> Any:
+    """Load the base model and apply tokenizer, pooling, lengths and prompts from the config."""
+    if config.local_files_only:
+        os.environ["HF_HUB_OFFLINE"] = "1"  # never contact a hub, for this process
+    model_kwargs: dict[str, Any] = {}
+    if config.qlora:
+        import torch
+        from transformers import BitsAndBytesConfig
+
+        model_kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16)
+    model = load_model(config.model, device=device, trust_remote_code=config.trust_remote_code,
+                       model_kwargs=model_kwargs or None)
+    if config.tokenizer:
+        from transformers import AutoTokenizer
+
+        model[0].processor = AutoTokenizer.from_pretrained(resolve_model(config.tokenizer),
+                                                           trust_remote_code=config.trust_remote_code,
+                                                           local_files_only=config.local_files_only)
+    if config.pooling != "model":
+        from sentence_transformers.sentence_transformer.modules import Pooling
+
+        poolers = [m for m in model if isinstance(m, Pooling)]
+        if not poolers:
+            raise ConfigError(f"field 'pooling': the model {config.model} has no Pooling module to override")
+        poolers[0].pooling_mode = config.pooling
+    if config.max_length:
+        model.max_seq_length = config.max_length
+    if config.query_max_length or config.passage_max_length:
+        model[0].query_length = config.query_max_length or model.max_seq_length
+        model[0].document_length = config.passage_max_length or model.max_seq_length
+    if config.query_prompt:
+        model.prompts["query"] = config.query_prompt
+    if config.passage_prompt:
+        model.prompts["document"] = config.passage_prompt
+    return model
+
+
+def add_lora(model: Any, config: TrainConfig) -> None:
+    """Attach LoRA adapters (peft) so only they train."""
+    from pipeline.errors import require
+
+    peft = require("peft", extra="lora")
+    if config.qlora:
+        peft.prepare_model_for_kbit_training(model[0].auto_model,
+                                             use_gradient_checkpointing=config.grad_checkpointing)
+    lora = peft.LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                           target_modules=config.lora_target_modules or None, task_type="FEATURE_EXTRACTION")
+    try:
+        model.add_adapter(lora)
+    except ValueError as exc:
+        raise ConfigError(f"field 'lora_target_modules': {str(exc).splitlines()[0]}",
+                          hint="name the attention projections of this architecture, e.g. query,value") from exc
+
+
+def merge_lora(model: Any) -> None:
+    """Fold trained LoRA weights into the base layers so the model saves as a plain full model."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+    from peft.utils import _get_submodules
+
+    inner = model[0].auto_model
+    for key, module in list(inner.named_modules()):
+        if isinstance(module, BaseTunerLayer):
+            parent, _target, name = _get_submodules(inner, key)
+            module.merge()
+            setattr(parent, name, module.get_base_layer())
+    if hasattr(inner, "peft_config"):
+        del inner.peft_config
+    inner._hf_peft_config_loaded = False
+
+
+def merge_qlora(model: Any, config: TrainConfig, device: str) -> Any:
+    """QLoRA: adapters cannot fold into 4-bit weights; reload the base in full precision and merge there."""
+    from peft import set_peft_model_state_dict
+
+    state = model.get_adapter_state_dict()
+    plain = TrainConfig(**{**as_dict(config), "qlora": False})
+    full = prepare_model(plain, device)
+    add_lora(full, plain)
+    set_peft_model_state_dict(full[0].auto_model, state)
+    merge_lora(full)
+    return full
+
+
+def build_loss(config: TrainConfig, model: Any, device: str) -> Any:
+    """MNRL (default), cached MNRL (GradCache) or GIST with a guide model; temperature = 1/scale."""
+    from sentence_transformers.sentence_transformer import losses
+
+    if config.loss == "mnrl":
+        return losses.MultipleNegativesRankingLoss(model, scale=1.0 / (config.temperature or 0.05))
+    if config.loss == "cached-mnrl":
+        return losses.CachedMultipleNegativesRankingLoss(model, scale=1.0 / (config.temperature or 0.05),
+                                                         mini_batch_size=config.mini_batch_size)
+    guide = load_model(config.guide_model or config.model, device=device,
+                       trust_remote_code=config.trust_remote_code)
+    guide.eval()
+    for param in guide.parameters():
+        param.requires_grad_(False)
+    return losses.GISTEmbedLoss(model, guide, temperature=config.temperature or 0.01)
+
+
+def dev_evaluator(task: RetrievalTask, batch_size: int) -> Any:
+    """sentence-transformers' IR evaluator on the dev split (what the trainer tracks)."""
+    from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
+
+    return InformationRetrievalEvaluator(
+        task.queries, task.corpus, task.relevant, name="dev", mrr_at_k=[10], ndcg_at_k=[10],
+        accuracy_at_k=[1, 5, 10], precision_recall_at_k=[1, 5, 10], map_at_k=[100],
+        batch_size=batch_size, write_csv=False, show_progress_bar=False)
+
+
+def training_arguments(config: TrainConfig, output_dir: Path, device: str, *, has_dev: bool,
+                       num_negatives: int, metric_key: str) -> Any:
+    """The trainer's arguments from our config (strategies, precision, sampler, prompts, lengths)."""
+    from sentence_transformers import SentenceTransformerTrainingArguments
+    from sentence_transformers.base.sampler import BatchSamplers
+
+    fp16, bf16 = mixed_precision(config.dtype, device)
+    max_steps = config.max_steps or (config.steps_per_epoch * config.epochs if config.steps_per_epoch else -1)
+    doc_columns = ["positive", *negative_columns(num_negatives)]
+    prompts = {}
+    if config.query_prompt:
+        prompts["anchor"] = config.query_prompt
+    if config.passage_prompt:
+        prompts.update(dict.fromkeys(doc_columns, config.passage_prompt))
+    router = {}
+    if config.query_max_length or config.passage_max_length:
+        router = {"anchor": "query", **dict.fromkeys(doc_columns, "document")}
+    if has_dev:
+        strategy = {"eval_strategy": "steps", "eval_steps": config.eval_steps, "save_strategy": "steps",
+                    "save_steps": config.eval_steps} if config.eval_steps else \
+                   {"eval_strategy": "epoch", "save_strategy": "epoch"}
+        strategy.update(load_best_model_at_end=True, metric_for_best_model=metric_key, greater_is_better=True)
+    else:
+        strategy = {"eval_strategy": "no", "save_strategy": "steps", "save_steps": config.eval_steps} \
+            if config.eval_steps else {"eval_strategy": "no", "save_strategy": "epoch"}
+    try:
+        return SentenceTransformerTrainingArguments(
+            output_dir=str(output_dir),
+            num_train_epochs=config.epochs,
+            max_steps=max_steps,
+            per_device_train_batch_size=config.batch_size,
+            per_device_eval_batch_size=config.batch_size,
+            gradient_accumulation_steps=config.grad_accum_steps,
+            learning_rate=config.lr,
+            weight_decay=config.weight_decay,
+            warmup_ratio=config.warmup_ratio,
+            **({} if config.optimizer == "auto" else {"optim": config.optimizer}),
+            fp16=fp16,
+            bf16=bf16,
+            use_cpu=device == "cpu",
+            dataloader_num_workers=config.num_workers,
+            seed=config.seed,
+            data_seed=config.seed,
+            batch_sampler=BatchSamplers.NO_DUPLICATES,
+            prompts=prompts or None,
+            router_mapping=router or None,
+            save_total_limit=config.keep_checkpoints,
+            logging_steps=1,
+            report_to="none",
+            disable_tqdm=True,
+            restore_callback_states_from_checkpoint=True,
+            **_checkpointing_flag(config.grad_checkpointing),
+            **strategy,
+        )
+    except ValueError as exc:
+        text = str(exc).splitlines()[0]
+        field = "optimizer" if "optim" in text.lower() else "config"
+        raise ConfigError(f"field '{field}': {text}") from exc
+
+
+def _checkpointing_flag(enabled: bool) -> dict[str, bool]:
+    """transformers 5 renamed gradient_checkpointing to activation_checkpointing; pass whichever exists."""
+    import dataclasses
+
+    from sentence_transformers import SentenceTransformerTrainingArguments
+
+    names = {f.name for f in dataclasses.fields(SentenceTransformerTrainingArguments)}
+    if not enabled:
+        return {}
+    return {"activation_checkpointing": True} if "activation_checkpointing" in names \
+        else {"gradient_checkpointing": True}
+
+
+def trainer_class() -> type:
+    """SentenceTransformerTrainer without its automatic model card (we write our own, offline)."""
+    from sentence_transformers import SentenceTransformerTrainer
+
+    class Trainer(SentenceTransformerTrainer):
+        def add_model_card_callback(self, default_args_dict: dict[str, Any]) -> None:
+            return None
+
+    return Trainer
+
+
+def last_checkpoint(directory: Path) -> Path | None:
+    """The newest `checkpoint-N` that finished saving (a kill mid-save leaves one without its state)."""
+    if not directory.is_dir():
+        return None
+    found = []
+    for path in directory.glob("checkpoint-*"):
+        step = path.name.rsplit("-", 1)[-1]
+        if path.is_dir() and step.isdigit():
+            found.append((int(step), path))
+    for _step, path in sorted(found, reverse=True):
+        complete = (path / "trainer_state.json").is_file() and (path / "optimizer.pt").is_file()
+        if complete:
+            return path
+        warn(f"{path.name} is incomplete (the run was killed while saving it); resuming from an earlier one")
+    return None
+
+
+def _tensorboard_callback(log_dir: Path) -> Any | None:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+        from transformers.integrations import TensorBoardCallback
+    except ImportError:
+        debug("tensorboard is not installed: no TensorBoard logs (pip install tensorboard)")
+        return None
+    return TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(log_dir)))
+
+
+def _pad_batches(model: Any, multiple: int) -> dict[str, Any] | None:
+    """Pad token batches to a multiple of `multiple` while training; returns the settings to restore."""
+    if not multiple or not hasattr(model[0], "processing_kwargs"):
+        return None
+    saved = dict(model[0].processing_kwargs)
+    text = {**saved.get("text", {}), "pad_to_multiple_of": multiple}
+    model[0].processing_kwargs = {**saved, "text": text}
+    return saved
+
+
+def _base_dev_metrics(model: Any, dev: RetrievalTask, cache: Path) -> dict[str, float]:
+    if cache.is_file():
+        return json.loads(cache.read_text(encoding="utf-8"))
+    metrics = evaluate_task(model, dev)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps(metrics) + "\n", encoding="utf-8")
+    return metrics
+
+
+# -- the training run in a directory -----------------------------------------------------------------
+
+def train_in_dir(config: TrainConfig, rows: TrainingRows, dev: RetrievalTask | None, work: Path, *,
+                 data_ref: str | None = None, callbacks: Sequence[Any] = (), verbose: bool = False) -> StageResult:
+    """Train into `work` (resuming from its last checkpoint), save the model, logs and metrics."""
+    import transformers
+    from transformers import EarlyStoppingCallback, PrinterCallback
+
+    device = pick_device(config.device)
+    mixed_precision(config.dtype, device)
+    check_qlora(config, device)
+    if rows.num_rows == 0:
+        raise PipeError("no training rows left", hint="check the pairs file and --pad-negatives")
+    if device.startswith("cuda:"):
+        import torch
+
+        torch.cuda.set_device(int(device.split(":")[1]))
+    logs = work / LOG_DIR
+    logs.mkdir(parents=True, exist_ok=True)
+    checkpoints = work / CHECKPOINTS
+    resume = last_checkpoint(checkpoints)
+    resumed_step = int(resume.name.split("-")[-1]) if resume else 0
+    truncate_log(logs / STEP_LOG, resumed_step)
+    if resume:
+        info(f"resuming from {resume.name} (step {resumed_step})")
+
+    with quiet_libraries(verbose):
+        transformers.set_seed(config.seed)
+        model = prepare_model(config, device)
+        base_dev = _base_dev_metrics(model, dev, logs / BASE_DEV_CACHE) if dev and config.eval_base else None
+        saved_processing = _pad_batches(model, config.pad_to_multiple_of)
+        if config.lora:
+            add_lora(model, config)
+        metric_key = f"eval_dev_{model.similarity_fn_name}_{config.metric}"
+        args = training_arguments(config, checkpoints, device, has_dev=dev is not None,
+                                  num_negatives=rows.num_negatives, metric_key=metric_key)
+        progress = ProgressCallback()
+        extra_callbacks: list[Any] = [JsonLogCallback(logs / STEP_LOG), EpochEndCallback(evaluate=dev is not None),
+                                      progress]
+        if dev is not None and config.patience:
+            extra_callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.patience))
+        tensorboard = _tensorboard_callback(logs / "tensorboard")
+        if tensorboard is not None:
+            extra_callbacks.append(tensorboard)
+        trainer = trainer_class()(
+            model=model, args=args, train_dataset=to_dataset(rows),
+            loss=build_loss(config, model, device),
+            evaluator=dev_evaluator(dev, args.per_device_eval_batch_size) if dev is not None else None,
+            callbacks=[*extra_callbacks, *callbacks])
+        trainer.remove_callback(PrinterCallback)
+        try:
+            output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+        finally:
+            progress.close()
+            if tensorboard is not None and getattr(tensorboard, "tb_writer", None) is not None:
+                tensorboard.tb_writer.close()
+        state = trainer.state
+        model = trainer.model
+        if config.lora and config.lora_merge:
+            model = merge_qlora(model, config, device) if config.qlora else (merge_lora(model) or model)
+        final_dev = None
+        if dev is not None:
+            reloaded = config.qlora and config.lora_merge  # merged into a freshly loaded full-precision base
+            final_dev = None if reloaded else _logged_dev_metrics(read_log(logs / STEP_LOG), state, metric_key, dev)
+            if final_dev is None:
+                final_dev = evaluate_task(model, dev)
+        model_dir = work / MODEL_DIR
+        if model_dir.exists():
+            shutil.rmtree(model_dir)
+        if saved_processing is not None and not (config.qlora and config.lora_merge):
+            model[0].processing_kwargs = saved_processing  # a training-time setting, not the model's
+        model.save(str(model_dir), create_model_card=False)
+
+    entries = read_log(logs / STEP_LOG)
+    epochs = summarize_log(entries)
+    early_stopped = state.global_step < state.max_steps
+    train_metrics = {
+        "steps": state.global_step,
+        "max_steps": state.max_steps,
+        "epochs": round(float(state.epoch or 0), 4),
+        "train_loss": output.training_loss,
+        "samples_per_second": output.metrics.get("train_samples_per_second"),
+        "runtime_s": output.metrics.get("train_runtime"),
+        "resumed_from_step": resumed_step,
+        "early_stopped": early_stopped,
+        "best_checkpoint_step": _checkpoint_step(state.best_model_checkpoint),
+        "best_dev_metric": state.best_metric,
+    }
+    metrics: dict[str, Any] = {"train": train_metrics}
+    if final_dev is not None:
+        metrics["dev"] = final_dev
+    if base_dev is not None:
+        metrics["dev_base"] = base_dev
+    summary = {"config": as_dict(config), "data": data_ref, "data_stats": rows.stats, **metrics,
+               "per_epoch": epochs, "device": device}
+    (logs / "epochs.json").write_text(json.dumps(epochs, indent=2) + "\n", encoding="utf-8")
+    (logs / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
+    (work / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    write_model_card(model_dir, base_model=config.model, data_ref=data_ref, config=_versioned(config),
+                     metrics=metrics, data_stats=rows.stats)
+    shutil.rmtree(checkpoints, ignore_errors=True)
+    headline: dict[str, Any] = {"steps": state.global_step, "loss": round(output.training_loss, 4)}
+    if final_dev is not None:
+        headline[f"dev_{config.metric}"] = round(final_dev[config.metric], 4)
+    if base_dev is not None:
+        headline[f"base_{config.metric}"] = round(base_dev[config.metric], 4)
+    return StageResult(stats={**rows.stats, "device": device}, metrics=metrics, headline=headline)
+
+
+def _logged_dev_metrics(entries: list[dict[str, Any]], state: Any, metric_key: str,
+                        dev: RetrievalTask) -> dict[str, float] | None:
+    """The dev metrics the trainer logged for the checkpoint it kept (no second pass over the corpus)."""
+    step = _checkpoint_step(state.best_model_checkpoint)
+    prefix = metric_key[: -len(metric_key.rsplit("_", 1)[-1])]  # eval_dev_<similarity>_
+    for entry in reversed(entries):
+        if entry.get("kind") == "eval" and entry.get("step") == step and metric_key in entry:
+            metrics = {name: float(entry[prefix + name]) for name in METRIC_NAMES if prefix + name in entry}
+            if len(metrics) != len(METRIC_NAMES):
+                return None
+            metrics["queries"] = len([q for q in dev.queries if dev.relevant.get(q)])
+            metrics["corpus"] = len(dev.corpus)
+            return metrics
+    return None
+
+
+def _checkpoint_step(path: str | None) -> int | None:
+    if not path:
+        return None
+    try:
+        return int(Path(path).name.split("-")[-1])
+    except ValueError:
+        return None
+
+
+def _versioned(config: TrainConfig) -> dict[str, Any]:
+    values = as_dict(config)
+    for key in NOT_IN_VERSION:
+        values.pop(key, None)
+    return values
+
+
+# -- the stage -------------------------------------------------------------------------------------
+
+@dataclass
+class TrainingData:
+    """What one training run reads: the rows, the dev task and where they came from."""
+
+    artifact: Artifact | None
+    rows: list[dict[str, Any]]
+    dev: RetrievalTask | None
+    source: str
+    fingerprint: dict[str, Any]
+
+
+def resolve_data(store: Store, config: TrainConfig, data: str | Artifact | None) -> TrainingData:
+    """The training data: an artifact (ref or object), mine@latest, compose@latest, or pairs_path."""
+    artifact: Artifact | None
+    if isinstance(data, Artifact):
+        artifact = data
+    elif data:
+        artifact = store.resolve(data)
+    elif config.pairs_path:
+        path = Path(config.pairs_path)
+        rows = read_pairs(path)
+        warn(f"{path}: a plain pairs file has no dev split: training without evaluation or early stopping")
+        return TrainingData(None, rows, None, str(path), {"pairs_sha256": hash_file(path)})
+    else:
+        candidates = store.versions("mine") or store.versions("compose")
+        if not candidates:
+            raise PipeError(f"no mine or compose artifact in {store.root}",
+                            hint="run `pipe mine` (or `pipe compose`) first, or pass --from REF")
+        artifact = candidates[0]
+    train_path = artifact.file(pairs_file("train"))
+    if not train_path.is_file():
+        raise PipeError(f"{artifact.ref}: has no {train_path.name} to train on",
+                        hint="pass a mine or compose artifact with --from")
+    rows = read_pairs(train_path)
+    dev = None
+    try:
+        dev = retrieval_task(data_dir_for(store, artifact), "dev")
+    except PipeError as exc:
+        warn(f"no dev split ({exc.line()}): training without evaluation or early stopping")
+    if dev is not None and not dev.queries:
+        dev = None
+    return TrainingData(artifact, rows, dev, artifact.ref, {})
+
+
+def run_train(store: Store, config: TrainConfig, data: str | Artifact | None = None, force: bool = False,
+              callbacks: Sequence[Any] = (), verbose: bool = False) -> RunOutcome:
+    """Train on a data artifact (default mine@latest, else compose@latest); a train artifact.
+
+    `config.model` may be a hub id, a local directory or a previous round's `data/train/<v>/model`.
+    The version covers the config, the data artifact and the base weights' hash, so the same run
+    is a cache hit and a killed run resumes in the same work directory.
+    """
+    device = pick_device(config.device)
+    mixed_precision(config.dtype, device)
+    check_qlora(config, device)
+    source = resolve_data(store, config, data)
+    max_negatives = config.max_negatives
+    if config.loss == "gist" and max_negatives != 1:
+        info("gist takes at most one mined negative per row: using each anchor's first (hardest)")
+        max_negatives = 1
+    rows = build_rows(source.rows, max_negatives=max_negatives, pad=config.pad_negatives, seed=config.seed)
+    if rows.stats["anchors_padded"]:
+        info(f"{rows.stats['anchors_padded']} of {rows.stats['anchors']} anchors had fewer than "
+             f"{rows.num_negatives} mined negatives: padded with other anchors' positives")
+    if rows.stats["anchors_dropped_short"]:
+        warn(f"{rows.stats['anchors_dropped_short']} anchors dropped for too few negatives (pad_negatives=drop)")
+    extra: dict[str, Any] = {"base_weights": model_fingerprint(config.model), **source.fingerprint}
+    if config.loss == "gist" and config.guide_model:
+        extra["guide_weights"] = model_fingerprint(config.guide_model)
+    if config.tokenizer:
+        extra["tokenizer"] = config.tokenizer
+    inputs = [source.artifact] if source.artifact is not None else []
+
+    def build(work: Path) -> StageResult:
+        return train_in_dir(config, rows, source.dev, work, data_ref=source.source, callbacks=callbacks,
+                            verbose=verbose)
+
+    outcome = store.run(stage=STAGE, format_version=FORMAT_VERSION, config=_versioned(config), inputs=inputs,
+                        build=build, extra=extra, force=force, resumable=True)
+    if config.export_dir:
+        target = Path(config.export_dir)
+        shutil.copytree(outcome.artifact.file(MODEL_DIR), target, dirs_exist_ok=True)
+        info(f"copied the model to {target}")
+    return outcome
+
+
+__all__ = ["run_train", "train_in_dir", "TrainConfig", "pick_device", "mixed_precision", "prepare_model",
+           "build_loss", "resolve_data", "MODEL_DIR", "STAGE"]
