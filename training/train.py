@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import shutil
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,7 +122,10 @@ def quiet_libraries(verbose: bool = False) -> Iterator[None]:
     tlog.disable_progress_bar()
     datasets.disable_progress_bars()
     try:
-        yield
+        with warnings.catch_warnings():
+            if not verbose:  # library deprecation notices (e.g. renamed checkpointing hooks) the user cannot act on
+                warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\.")
+            yield
     finally:
         tlog.set_verbosity(old_level)
         st_logger.setLevel(st_level)
