@@ -94,7 +94,7 @@ def exclusion_codes(cand_ids: np.ndarray, exclusions: Exclusions, block: int = 1
 
 def rank_window(allowed: np.ndarray, range_min: int, range_max: int) -> np.ndarray:
     """Slots whose rank among the allowed candidates of their row is in [range_min, range_max)."""
-    rank = np.cumsum(allowed, axis=1) - 1
+    rank = np.cumsum(allowed, axis=1, dtype=np.int32) - 1
     return allowed & (rank >= range_min) & (rank < range_max)
 
 
@@ -157,7 +157,7 @@ def apply_drops(eligible: np.ndarray, drops: dict[str, np.ndarray]) -> tuple[np.
 def sample(survivors: np.ndarray, num_negatives: int, sampling: str = "top", seed: int = 42) -> np.ndarray:
     """Choose up to num_negatives surviving slots per row: the best ranked, or a seeded random draw."""
     if sampling == "top":
-        return survivors & (np.cumsum(survivors, axis=1) <= num_negatives)
+        return survivors & (np.cumsum(survivors, axis=1, dtype=np.int32) <= num_negatives)
     if sampling != "random":
         raise ValueError(f"unknown sampling {sampling!r}")
     rng = np.random.default_rng(seed)

@@ -180,6 +180,9 @@ def load_input(store: Store, source: str | Path | Artifact) -> MineInput:
     if not train.is_file():
         raise PipeError(f"{compose.ref}: has no {train.name}")
     rows = read_pairs(train)
+    for row in rows:  # one string object for the positive, not two (memory at 100k+ rows)
+        if row["positives"] and row["positive"] == row["positives"][0]:
+            row["positive"] = row["positives"][0]
     definitions = term_definitions(rows)
     for split in ("dev", "test"):
         path = compose.file(pairs_file(split))
@@ -368,6 +371,7 @@ def mine(config: MineConfig, inp: MineInput, workdir: Path, cache_root: Path | N
     corpus = build_corpus(inp.corpus_rows, extra)
     extra_count = len(extra)
     del extra
+    inp.corpus_rows = []  # consumed: free it before the large arrays arrive
     positives = positive_indices(inp.rows, corpus)
     _check_sizes(config, inp, corpus)
     exclusions = build_exclusions(inp.rows, corpus, positives, inp.definitions)

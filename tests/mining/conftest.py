@@ -92,3 +92,32 @@ def chess_pairs(path: Path, limit: int = 300) -> list[tuple[str, str]]:
 @pytest.fixture()
 def compose(store: Store) -> Artifact:
     return make_compose(store)
+
+
+class TrigramEncoder:
+    """Mixin over the real Encoder: the cache, chunking and counting are real, the 'model' is hashed
+    character trigrams, so similarities are deterministic (the tiny random model's vocabulary is not)."""
+
+    def _encode_now(self, texts, prompt):  # type: ignore[no-untyped-def]
+        import hashlib
+
+        import numpy as np
+
+        vecs = np.zeros((len(texts), 256), dtype=np.float32)
+        for i, text in enumerate(texts):
+            padded = f"  {(prompt or '') + text.lower()} "
+            for j in range(len(padded) - 2):
+                vecs[i, int(hashlib.md5(padded[j:j + 3].encode()).hexdigest()[:6], 16) % 256] += 1.0
+        vecs /= np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-9)
+        self.encoded += len(texts)
+        return vecs
+
+
+@pytest.fixture()
+def trigram_encoder(store: Store, tiny_model_path: Path):
+    """A deterministic encoder writing to the store's embedding cache (fingerprint: the tiny model's)."""
+    from mining.dense import Encoder
+    from mining.stage import cache_root
+
+    cls = type("TrigramModelEncoder", (TrigramEncoder, Encoder), {})
+    return lambda: cls(tiny_model_path, cache_root=cache_root(store))

@@ -53,8 +53,9 @@ def test_bm25_mine_writes_pairs_diagnostics_and_manifest(store: Store, compose: 
 
 
 def test_faiss_mine_respects_the_relative_margin_and_reuses_the_cache(store: Store, compose: Artifact,
-                                                                      tiny_model_path: Path):
-    first = run_mine(store, dense_config(tiny_model_path, formats=["flag", "st-ntuple", "st-triplet"]), compose)
+                                                                      tiny_model_path: Path, trigram_encoder):
+    first = run_mine(store, dense_config(tiny_model_path, formats=["flag", "st-ntuple", "st-triplet"]), compose,
+                     encoder=trigram_encoder())
     art = first.artifact
     rows = mined_rows(art)
     assert_no_false_negatives(rows)
@@ -77,15 +78,16 @@ def test_faiss_mine_respects_the_relative_margin_and_reuses_the_cache(store: Sto
         == ["anchor", "positive", "negative"]
     # same weights again: nothing is encoded
     second = run_mine(store, dense_config(tiny_model_path, formats=["flag", "st-ntuple", "st-triplet"]), compose,
-                      force=True)
+                      force=True, encoder=trigram_encoder())
     assert second.artifact.stats["encoded_texts"] == 0 and second.artifact.stats["cache_hits"] > 0
     assert mined_rows(second.artifact) == rows
 
 
-def test_hybrid_and_positive_similarity_filter(store: Store, compose: Artifact, tiny_model_path: Path):
+def test_hybrid_and_positive_similarity_filter(store: Store, compose: Artifact, tiny_model_path: Path,
+                                               trigram_encoder):
     cfg = dataclasses.replace(dense_config(tiny_model_path), method="hybrid", relative_margin=0.0,
-                              max_positive_similarity=0.5)
-    art = run_mine(store, cfg, compose).artifact
+                              max_positive_similarity=0.3)
+    art = run_mine(store, cfg, compose, encoder=trigram_encoder()).artifact
     rows = mined_rows(art)
     assert_no_false_negatives(rows)
     assert art.stats["dropped"]["positive_similarity"] > 0
@@ -93,27 +95,34 @@ def test_hybrid_and_positive_similarity_filter(store: Store, compose: Artifact, 
 
 
 def test_remining_reports_overlap_and_can_merge_previous_negatives(store: Store, compose: Artifact,
-                                                                   tiny_model_path: Path):
-    first = run_mine(store, dense_config(tiny_model_path), compose).artifact
-    again = run_mine(store, dense_config(tiny_model_path), first).artifact
+                                                                   tiny_model_path: Path, trigram_encoder):
+    first = run_mine(store, dense_config(tiny_model_path), compose, encoder=trigram_encoder()).artifact
+    again = run_mine(store, dense_config(tiny_model_path), first, encoder=trigram_encoder()).artifact
     assert again.inputs == [{"stage": "mine", "version": first.version}]
     assert again.stats["overlap_with_previous"] == 1.0  # same model, same negatives
     diag = json.loads(again.file("diagnostics/diagnostics.json").read_text())
     assert diag["previous_round_overlap"]["share_already_negative"] == 1.0
     bm25 = run_mine(store, MineConfig(method="bm25", range_max=10), compose).artifact
-    plain = mined_rows(run_mine(store, dense_config(tiny_model_path, relative_margin=0.0), bm25).artifact)
-    merged = run_mine(store, dense_config(tiny_model_path, relative_margin=0.0, merge_previous=True),
-                      bm25).artifact
-    rows, old = mined_rows(merged), mined_rows(bm25)
-    assert_no_false_negatives(rows)
-    added = 0
-    for anchor, r in rows.items():
-        assert set(plain[anchor]["hard_negatives"]) <= set(r["hard_negatives"])
-        extra = set(r["hard_negatives"]) - set(plain[anchor]["hard_negatives"])
-        assert extra <= set(old[anchor]["hard_negatives"])
-        added += len(extra)
-        assert all(score <= r["positive_score"] + 1e-6 for score in r["negative_scores"])
-    assert added == merged.stats["merged_previous"] > 0
+    old = mined_rows(bm25)
+    shifted = MineConfig(method="bm25", range_min=3, range_max=10)  # never re-picks last round's top 3
+    runs = [(shifted, None), (dense_config(tiny_model_path, relative_margin=0.0), trigram_encoder)]
+    for config, make in runs:
+        plain = mined_rows(run_mine(store, config, bm25, encoder=make() if make else None).artifact)
+        merged = run_mine(store, dataclasses.replace(config, merge_previous=True), bm25,
+                          encoder=make() if make else None).artifact
+        rows = mined_rows(merged)
+        assert_no_false_negatives(rows)
+        added = 0
+        for anchor, r in rows.items():
+            assert r["hard_negatives"][: len(plain[anchor]["hard_negatives"])] == plain[anchor]["hard_negatives"]
+            extra = set(r["hard_negatives"]) - set(plain[anchor]["hard_negatives"])
+            assert extra <= set(old[anchor]["hard_negatives"])
+            added += len(extra)
+            if config.relative_margin is not None:  # merged negatives pass this round's filters too
+                assert all(score <= r["positive_score"] + 1e-6 for score in r["negative_scores"])
+        assert added == merged.stats["merged_previous"]
+        if config.method == "bm25":
+            assert added > 0
 
 
 def test_extra_corpus_file_adds_candidates(store: Store, compose: Artifact, tmp_path: Path):
@@ -169,10 +178,10 @@ def test_config_validation_names_the_field():
 
 
 def test_scores_stay_ordered_and_random_sampling_is_reproducible(store: Store, compose: Artifact,
-                                                                 tiny_model_path: Path):
+                                                                 tiny_model_path: Path, trigram_encoder):
     cfg = dense_config(tiny_model_path, sampling="random", seed=3, relative_margin=0.0)
-    a = mined_rows(run_mine(store, cfg, compose).artifact)
-    b = mined_rows(run_mine(store, cfg, compose, force=True).artifact)
+    a = mined_rows(run_mine(store, cfg, compose, encoder=trigram_encoder()).artifact)
+    b = mined_rows(run_mine(store, cfg, compose, force=True, encoder=trigram_encoder()).artifact)
     assert a == b
     for r in a.values():
         assert r["negative_scores"] == sorted(r["negative_scores"], reverse=True)
