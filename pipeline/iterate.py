@@ -83,7 +83,7 @@ def _forward(evaluation: Artifact) -> dict[str, float]:
 
 def iterate_rounds(store: Store, compose: Artifact, config: IterateConfig, mine_config: Any,
                    train_config: Any, eval_config: Any) -> tuple[list[RoundResult], dict[str, Any]]:
-    """Run (or find cached) every round; returns the rounds and the base model's metrics."""
+    """Run (or find cached) every round; returns the rounds and the base model's dev and test metrics."""
     from mining.stage import run_mine
     from training.evaluate import run_eval
     from training.train import MODEL_DIR, run_train
@@ -92,6 +92,7 @@ def iterate_rounds(store: Store, compose: Artifact, config: IterateConfig, mine_
     dev_cfg = dataclasses.replace(eval_config, split="dev")
     test_cfg = dataclasses.replace(eval_config, split="test")
     base_dev = _forward(run_eval(store, dev_cfg, base_model, compose.ref).artifact)
+    base_test = _forward(run_eval(store, test_cfg, base_model, compose.ref).artifact)
     info(f"base model dev {config.metric} = {_metric(base_dev, config.metric):.4f}")
     rounds: list[RoundResult] = []
     best = float("-inf")
@@ -126,7 +127,7 @@ def iterate_rounds(store: Store, compose: Artifact, config: IterateConfig, mine_
             break
         best = score
         previous_mine, previous_model = mine, trained
-    return rounds, base_dev
+    return rounds, {"dev": base_dev, "test": base_test}
 
 
 def best_round(rounds: list[RoundResult], metric: str) -> RoundResult:
@@ -142,16 +143,19 @@ def run_iterate(store: Store, config: IterateConfig, mine_config: Any, train_con
                          "train": as_dict(train_config), "eval": as_dict(eval_config)}
 
     def build(work: Path) -> StageResult:
-        rounds, base_dev = iterate_rounds(store, compose, config, mine_config, train_config, eval_config)
+        rounds, base = iterate_rounds(store, compose, config, mine_config, train_config, eval_config)
+        base_dev = base["dev"]
         best = best_round(rounds, config.metric)
-        payload = {"metric": config.metric, "base_dev": base_dev, "best_round": best.round,
+        payload = {"metric": config.metric, "base_dev": base_dev, "base_test": base["test"],
+                   "best_round": best.round,
                    "best_model": best.model_path, "best_train": best.train,
                    "stopped_early": len(rounds) < config.rounds,
                    "rounds": [dataclasses.asdict(r) for r in rounds]}
         (work / ROUNDS_FILE).write_text(json.dumps(payload, indent=2) + "\n")
         metrics = {f"dev_{config.metric}": best.dev.get(config.metric),
                    f"test_{config.metric}": best.test.get(config.metric),
-                   f"base_dev_{config.metric}": base_dev.get(config.metric)}
+                   f"base_dev_{config.metric}": base_dev.get(config.metric),
+                   f"base_test_{config.metric}": base["test"].get(config.metric)}
         return StageResult(
             stats={"rounds_run": len(rounds), "best_round": best.round,
                    "stopped_early": payload["stopped_early"]},

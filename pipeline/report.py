@@ -52,7 +52,8 @@ def _mine_scores(artifact: Artifact) -> tuple[list[float], list[float]]:
     return positives, negatives
 
 
-def _plot_metrics(rounds: list[dict[str, Any]], base: dict[str, Any], metrics: list[str], out: Path) -> None:
+def _plot_metrics(rounds: list[dict[str, Any]], base: dict[str, dict[str, Any]], metrics: list[str],
+                  out: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -64,9 +65,9 @@ def _plot_metrics(rounds: list[dict[str, Any]], base: dict[str, Any], metrics: l
     for ax, split in zip(axes, ("dev", "test")):
         for metric in shown:
             line = ax.plot(xs, [r[split].get(metric) for r in rounds], marker="o", label=metric)[0]
-            if split == "dev" and metric in base:
-                ax.axhline(base[metric], color=line.get_color(), linestyle=":", linewidth=1)
-        ax.set_title(f"{split} split" + (" (dotted: base model)" if split == "dev" else ""))
+            if metric in base.get(split, {}):
+                ax.axhline(base[split][metric], color=line.get_color(), linestyle=":", linewidth=1)
+        ax.set_title(f"{split} split (dotted: base model)")
         ax.set_xlabel("round")
         ax.set_xticks(xs)
         ax.grid(alpha=0.3)
@@ -135,7 +136,8 @@ def render_report(store: Store, iterate: Artifact, config: ReportConfig, work: P
     rounds = data["rounds"]
     metric = data["metric"]
     metrics = [metric] + [m for m in config.metrics if m != metric]
-    _plot_metrics(rounds, data.get("base_dev", {}), metrics, work / "metrics.png")
+    base = {"dev": data.get("base_dev", {}), "test": data.get("base_test", {})}
+    _plot_metrics(rounds, base, metrics, work / "metrics.png")
     per_round, ranks, lineage = [], [], []
     for r in rounds:
         mine = store.resolve(r["mine"])
@@ -155,7 +157,8 @@ def render_report(store: Store, iterate: Artifact, config: ReportConfig, work: P
         "".join(f"<th>test {html.escape(m)}</th>" for m in metrics[:2])
     body = ["<tr><td class=l>base model</td><td class=l>–</td>"
             + "".join(f"<td>{_fmt(data.get('base_dev', {}).get(m, ''))}</td>" for m in metrics)
-            + "<td></td>" * 2 + "<td class=l>–</td><td class=l>–</td></tr>"]
+            + "".join(f"<td>{_fmt(base['test'].get(m, ''))}</td>" for m in metrics[:2])
+            + "<td class=l>–</td><td class=l>–</td></tr>"]
     for r in rounds:
         css = " class=best" if r["round"] == data["best_round"] else ""
         body.append(f"<tr{css}><td class=l>round {r['round']}</td><td class=l>{html.escape(r['miner'])}</td>"

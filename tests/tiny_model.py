@@ -17,23 +17,30 @@ SAMPLE_TEXTS = [
 ]
 
 
+def tiny_vocab(texts: Iterable[str]) -> dict[str, int]:
+    """A deterministic WordPiece vocab: special tokens, every word and every character (sorted).
+
+    Built by hand rather than trained, because the tokenizers trainer breaks ties differently from
+    one process to the next and the tests need the same model every time.
+    """
+    words = sorted({w for t in texts for w in t.lower().split()})
+    chars = sorted({c for w in words for c in w})
+    tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars, *(f"##{c}" for c in chars),
+              *(w for w in words if len(w) > 1)]
+    return {tok: i for i, tok in enumerate(dict.fromkeys(tokens))}
+
+
 def build_tiny_model(path: str | Path, texts: Iterable[str] = SAMPLE_TEXTS, *, hidden: int = 32,
                      layers: int = 2, seed: int = 0) -> Path:
-    """Write a random 2-layer BERT with a WordPiece vocab trained on `texts`; returns its directory."""
+    """Write a random 2-layer BERT with a WordPiece vocab built from `texts`; returns its directory."""
     import torch
     from sentence_transformers import SentenceTransformer, models
-    from tokenizers import BertWordPieceTokenizer
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
     path = Path(path)
     raw = path / "_hf"
     raw.mkdir(parents=True, exist_ok=True)
-    wordpiece = BertWordPieceTokenizer(lowercase=True)
-    wordpiece.train_from_iterator(list(texts) * 2, vocab_size=400, min_frequency=1,
-                                  special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
-    wordpiece.save_model(str(raw))
-    # transformers 5 takes `vocab` (a path or dict); `vocab_file=` is silently ignored (all [UNK])
-    tokenizer = BertTokenizerFast(vocab=wordpiece.get_vocab(), do_lower_case=True)
+    tokenizer = BertTokenizerFast(vocab=tiny_vocab(texts), do_lower_case=True)
     tokenizer.model_max_length = 128
     tokenizer.save_pretrained(raw)
     torch.manual_seed(seed)

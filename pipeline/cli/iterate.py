@@ -61,8 +61,9 @@ def rounds_table(data: dict):
     table = Table(title="rounds")
     for column in ("round", "miner", f"dev {metric}", f"test {metric}", "test recall@1", "neg overlap", "improved"):
         table.add_column(column, justify="right")
-    base = data.get("base_dev", {})
-    table.add_row("base", "-", f"{base.get(metric, float('nan')):.4f}", "", "", "", "")
+    base, base_test = data.get("base_dev", {}), data.get("base_test", {})
+    table.add_row("base", "-", f"{base.get(metric, float('nan')):.4f}", f"{base_test.get(metric, float('nan')):.4f}",
+                  f"{base_test.get('recall@1', float('nan')):.4f}", "", "")
     for r in data["rounds"]:
         overlap = r.get("overlap_with_previous")
         style = "bold green" if r["round"] == data["best_round"] else None

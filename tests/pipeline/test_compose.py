@@ -224,3 +224,19 @@ def test_missing_and_unsupported_files(store: Store, tmp_path: Path):
 def test_bad_fractions():
     with pytest.raises(ConfigError, match="dev_fraction"):
         ComposeConfig(dev_fraction=0.6, test_fraction=0.5).validate()
+
+
+def test_hard_k_adds_bm25_negatives(store: Store, tmp_path: Path):
+    rows = [("Rook", "A piece that moves along ranks and files of the board."),
+            ("Bishop", "A piece that moves along diagonals of the board."),
+            ("Queen", "The most powerful piece, moving along ranks, files and diagonals."),
+            ("Knight", "A piece that jumps in an L shape over other pieces."),
+            ("Castling", "A move of the king and a rook together.")]
+    path = write_csv(tmp_path / "g.csv", "term,definition", rows)
+    artifact = compose(store, [path], hard_k=2, dev_fraction=0.0, test_fraction=0.0).artifact
+    pairs = {r["anchor"]: r for r in read_pairs(artifact.file(pairs_file("train")))}
+    assert pairs["Rook"]["hard_negatives"], "BM25 should find definitions sharing 'rook'"
+    for row in pairs.values():
+        assert len(row["hard_negatives"]) <= 2
+        assert not set(row["hard_negatives"]) & set(row["positives"])
+    assert artifact.config["hard_k"] == 2

@@ -66,6 +66,7 @@ def test_stops_at_first_round_without_improvement(monkeypatch: pytest.MonkeyPatc
     compose = SimpleNamespace(ref="compose@x")
     cfg = IterateConfig(rounds=5, min_delta=0.0)
     rounds, base = iterate_rounds(None, compose, cfg, MineConfig(), TrainConfig(), EvalConfig())
+    base = base["dev"]
     assert [r.dev["mrr@10"] for r in rounds] == [0.75, 0.80, 0.79]
     assert [r.improved for r in rounds] == [True, True, False]
     assert calls == {"mine": 3, "train": 3}

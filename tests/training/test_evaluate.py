@@ -47,7 +47,8 @@ def test_agrees_with_information_retrieval_evaluator(tiny_model_path: Path, comp
                                               precision_recall_at_k=[1, 5, 10], write_csv=False)(model)
     for name in METRIC_NAMES:
         assert ours[name] == pytest.approx(reference[f"x_cosine_{name}"], abs=1e-9), name
-    assert 0 < ours["mrr@10"] < 1  # a random tiny model: neither perfect nor empty
+    if split == "train":  # 12+ queries: a random tiny model is neither perfect nor empty
+        assert 0 < ours["mrr@10"] < 1
 
 
 def test_run_eval_writes_an_artifact(store: Store, tiny_model_path: Path, compose_artifact) -> None:
