@@ -581,11 +581,6 @@ def run_train(store: Store, config: TrainConfig, data: str | Artifact | None = N
         info("gist takes at most one mined negative per row: using each anchor's first (hardest)")
         max_negatives = 1
     rows = build_rows(source.rows, max_negatives=max_negatives, pad=config.pad_negatives, seed=config.seed)
-    if rows.stats["anchors_padded"]:
-        info(f"{rows.stats['anchors_padded']} of {rows.stats['anchors']} anchors had fewer than "
-             f"{rows.num_negatives} mined negatives: padded with other anchors' positives")
-    if rows.stats["anchors_dropped_short"]:
-        warn(f"{rows.stats['anchors_dropped_short']} anchors dropped for too few negatives (pad_negatives=drop)")
     extra: dict[str, Any] = {"base_weights": model_fingerprint(config.model), **source.fingerprint}
     if config.loss == "gist" and config.guide_model:
         extra["guide_weights"] = model_fingerprint(config.guide_model)
@@ -594,6 +589,11 @@ def run_train(store: Store, config: TrainConfig, data: str | Artifact | None = N
     inputs = [source.artifact] if source.artifact is not None else []
 
     def build(work: Path) -> StageResult:
+        if rows.stats["anchors_padded"]:  # said only when training runs, not on a cache hit
+            info(f"{rows.stats['anchors_padded']} of {rows.stats['anchors']} anchors had fewer than "
+                 f"{rows.num_negatives} mined negatives: padded with other anchors' positives")
+        if rows.stats["anchors_dropped_short"]:
+            warn(f"{rows.stats['anchors_dropped_short']} anchors dropped for too few negatives (pad_negatives=drop)")
         return train_in_dir(config, rows, source.dev, work, data_ref=source.source, callbacks=callbacks,
                             verbose=verbose)
 
