@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
+from benchmarks.child import run_child  # noqa: E402
 from benchmarks.wordnet_pairs import lemma_rows, write_compose  # noqa: E402
 from mining.bm25 import RankBM25Index, make_index, tie_aware_overlap, tokenize  # noqa: E402
 from pipeline.store import Store  # noqa: E402
@@ -54,17 +54,10 @@ print(json.dumps({{"wall_s": time.perf_counter() - start, "ref": art.ref, "stats
 
 def run_stage_in_child(data: Path) -> dict:
     """Run the mine stage in a fresh interpreter; its wall time (incl. imports) and peak RSS."""
-    start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-c", CHILD.format(root=str(ROOT), data=str(data))],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    out, err = proc.stdout.read(), proc.stderr.read()  # type: ignore[union-attr]
-    if status != 0:
-        raise SystemExit(f"mine stage failed:\n{err[-3000:]}")
-    result = json.loads(out.strip().splitlines()[-1])
-    result["process_wall_s"] = wall
-    result["peak_rss_mb"] = usage.ru_maxrss / 1024
+    child = run_child(CHILD.format(root=str(ROOT), data=str(data)))
+    result = json.loads(child.stdout.strip().splitlines()[-1])
+    result["process_wall_s"] = child.wall_s
+    result["peak_rss_mb"] = child.peak_rss_mb
     return result
 
 

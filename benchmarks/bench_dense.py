@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
+from benchmarks.child import run_child  # noqa: E402
 from benchmarks.wordnet_pairs import canonical, synset_rows, synsets, write_compose  # noqa: E402
 from pipeline.console import set_verbosity  # noqa: E402
 from pipeline.pairs import read_pairs  # noqa: E402
@@ -162,21 +162,15 @@ def rss(texts: int, anchors: int | None = None, index: str = "flat") -> dict:
             batch = anchor_texts[i:i + 8192]
             vecs = rng.normal(size=(len(batch), dim)).astype(np.float32)
             cache.put(text_keys(batch), vecs / np.linalg.norm(vecs, axis=1, keepdims=True))
-        start = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-c", CHILD.format(root=str(ROOT), data=str(store.root), index=index)],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - start
-        stdout, stderr = proc.stdout.read(), proc.stderr.read()  # type: ignore[union-attr]
-        if status != 0:
-            raise SystemExit(f"mine stage failed:\n{stderr[-3000:]}")
-        child = json.loads(stdout.strip().splitlines()[-1])
+        run = run_child(CHILD.format(root=str(ROOT), data=str(store.root), index=index))
+        wall, stderr, usage_mb = run.wall_s, run.stderr, run.peak_rss_mb
+        child = json.loads(run.stdout.strip().splitlines()[-1])
         phases = [line.strip() for line in stderr.splitlines() if "peak RSS" in line]
         return {"candidate_texts": compose.stats["corpus_size"], "anchors": len(rows), "dim": dim, "index": index,
                 "phases": phases,
                 "embeddings": "random unit vectors pre-filled in the cache (model never loaded)",
                 "model_loaded": child["model_loaded"], "encoded_texts": child["stats"]["encoded_texts"],
-                "peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "stage_wall_s": round(child["wall_s"], 2),
+                "peak_rss_mb": round(usage_mb, 1), "stage_wall_s": round(child["wall_s"], 2),
                 "process_wall_s": round(wall, 2), "seconds": child["stats"]["seconds"]}
 
 
