@@ -35,9 +35,9 @@ import numpy as np  # noqa: E402
 
 from benchmarks.child import run_child  # noqa: E402
 from benchmarks.wordnet_pairs import canonical, synset_rows, synsets, write_compose  # noqa: E402
-from pipeline.console import set_verbosity  # noqa: E402
-from pipeline.pairs import read_pairs  # noqa: E402
-from pipeline.store import Store  # noqa: E402
+from pipe_embed.pipeline.console import set_verbosity  # noqa: E402
+from pipe_embed.pipeline.pairs import read_pairs  # noqa: E402
+from pipe_embed.pipeline.store import Store  # noqa: E402
 
 SETTINGS = {"range_max": 30, "num_negatives": 3, "relative_margin": 0.05, "batch_size": 64}
 
@@ -47,9 +47,9 @@ def compare(pairs: int) -> dict:
     from datasets import Dataset
     from sentence_transformers.util import mine_hard_negatives
 
-    from mining.dense import Encoder
-    from mining.stage import MineConfig, cache_root, run_mine
-    from training.models import load_model
+    from pipe_embed.mining.dense import Encoder
+    from pipe_embed.mining.stage import MineConfig, cache_root, run_mine
+    from pipe_embed.training.models import load_model
 
     rows = synset_rows(pairs)
     model = load_model(None)
@@ -116,9 +116,9 @@ def compare(pairs: int) -> dict:
 CHILD = """
 import json, sys, time
 sys.path.insert(0, {root!r})
-from mining.stage import MineConfig, run_mine
-from pipeline.console import set_verbosity
-from pipeline.store import Store
+from pipe_embed.mining.stage import MineConfig, run_mine
+from pipe_embed.pipeline.console import set_verbosity
+from pipe_embed.pipeline.store import Store
 set_verbosity(1)
 start = time.perf_counter()
 art = run_mine(Store({data!r}), MineConfig(method="faiss", index={index!r}), "compose@latest").artifact
@@ -130,9 +130,9 @@ print(json.dumps({{"wall_s": time.perf_counter() - start, "stats": art.stats,
 
 def rss(texts: int, anchors: int | None = None, index: str = "flat") -> dict:
     """Peak RSS of the dense mine stage over `texts` candidates with a pre-filled cache (model excluded)."""
-    from mining.cache import EmbeddingCache, text_keys
-    from mining.stage import cache_root
-    from training.models import model_fingerprint
+    from pipe_embed.mining.cache import EmbeddingCache, text_keys
+    from pipe_embed.mining.stage import cache_root
+    from pipe_embed.training.models import model_fingerprint
 
     rows, seen = [], set()
     for number, (lemmas, definition) in enumerate(synsets()):

@@ -31,13 +31,13 @@ sys.path.insert(0, str(ROOT))
 
 from transformers import TrainerCallback  # noqa: E402
 
-from pipeline.pairs import read_pairs  # noqa: E402
-from pipeline.store import Store  # noqa: E402
+from pipe_embed.pipeline.pairs import read_pairs  # noqa: E402
+from pipe_embed.pipeline.store import Store  # noqa: E402
 from tests.training.chess import chess_compose, mine_with_model  # noqa: E402
-from training.config import TrainConfig  # noqa: E402
-from training.data import build_rows, to_dataset  # noqa: E402
-from training.models import load_model  # noqa: E402
-from training.train import run_train  # noqa: E402
+from pipe_embed.training.config import TrainConfig  # noqa: E402
+from pipe_embed.training.data import build_rows, to_dataset  # noqa: E402
+from pipe_embed.training.models import load_model  # noqa: E402
+from pipe_embed.training.train import run_train  # noqa: E402
 
 FIXTURE = ROOT / "tests" / "fixtures" / "wikipedia" / "glossary_of_chess.html"
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from crawlers.stage import CrawlConfig
+    from pipe_embed.crawlers.stage import CrawlConfig
 
 
 @dataclass(frozen=True)

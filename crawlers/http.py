@@ -26,7 +26,7 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 
-from pipeline import __version__
+from pipe_embed.pipeline import __version__
 
 DEFAULT_USER_AGENT = (f"pipe-embed/{__version__} (glossary crawler for embedding fine-tuning; "
                       f"https://pypi.org/project/pipe-embed/) python-requests/{requests.__version__}")

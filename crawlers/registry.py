@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import importlib
 
-from crawlers.base import Source
-from pipeline.errors import ConfigError
+from pipe_embed.crawlers.base import Source
+from pipe_embed.pipeline.errors import ConfigError
 
 # name -> "module:Class"; imported on first use so a source's dependencies load only when needed.
 _BUILTIN: dict[str, str] = {
-    "wikipedia_glossary": "crawlers.wikipedia_glossary:WikipediaGlossary",
-    "url": "crawlers.url:UrlSource",
-    "html": "crawlers.url:HtmlSource",
-    "wordnet": "crawlers.wordnet:WordNet",
+    "wikipedia_glossary": "pipe_embed.crawlers.wikipedia_glossary:WikipediaGlossary",
+    "url": "pipe_embed.crawlers.url:UrlSource",
+    "html": "pipe_embed.crawlers.url:HtmlSource",
+    "wordnet": "pipe_embed.crawlers.wordnet:WordNet",
 }
 _REGISTERED: dict[str, Source] = {}
 

@@ -25,15 +25,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from crawlers.base import PageRef, Source
-from crawlers.htmltext import looks_like_html
-from crawlers.http import DEFAULT_USER_AGENT, FetchError, HttpSettings, PoliteClient, netloc
-from crawlers.registry import get_source, source_names
-from pipeline.config import as_dict, option
-from pipeline.console import debug, info, progress_bar, warn
-from pipeline.errors import ConfigError, PipeError
-from pipeline.pairs import write_jsonl
-from pipeline.store import RunOutcome, StageResult, Store
+from pipe_embed.crawlers.base import PageRef, Source
+from pipe_embed.crawlers.htmltext import looks_like_html
+from pipe_embed.crawlers.http import DEFAULT_USER_AGENT, FetchError, HttpSettings, PoliteClient, netloc
+from pipe_embed.crawlers.registry import get_source, source_names
+from pipe_embed.pipeline.config import as_dict, option
+from pipe_embed.pipeline.console import debug, info, progress_bar, warn
+from pipe_embed.pipeline.errors import ConfigError, PipeError
+from pipe_embed.pipeline.pairs import write_jsonl
+from pipe_embed.pipeline.store import RunOutcome, StageResult, Store
 
 STAGE = "crawl"
 FORMAT_VERSION = 1
@@ -185,7 +185,7 @@ def fingerprint_config(config: CrawlConfig) -> dict[str, Any]:
     """The part of the config that decides the artifact's content (paths replaced by content)."""
     data = {k: v for k, v in as_dict(config).items() if k not in OPERATIONAL}
     if {"url", "html"} & set(config.sources):
-        from crawlers.url import resolve_spec
+        from pipe_embed.crawlers.url import resolve_spec
 
         spec = resolve_spec(config)
         data["selector_spec"] = spec.as_dict()

@@ -19,14 +19,14 @@ from typing import TYPE_CHECKING, Any
 from bs4 import Tag
 from soupsieve import SelectorSyntaxError
 
-from crawlers.base import Entry, PageRef, ParsedPage
-from crawlers.htmltext import clean_text, normalize_space, soup_of
-from crawlers.mediawiki import PARSER_VERSION as GLOSSARY_PARSER_VERSION
-from crawlers.mediawiki import page_license, page_revision, parse_glossary
-from pipeline.errors import ConfigError, InputError, PipeError
+from pipe_embed.crawlers.base import Entry, PageRef, ParsedPage
+from pipe_embed.crawlers.htmltext import clean_text, normalize_space, soup_of
+from pipe_embed.crawlers.mediawiki import PARSER_VERSION as GLOSSARY_PARSER_VERSION
+from pipe_embed.crawlers.mediawiki import page_license, page_revision, parse_glossary
+from pipe_embed.pipeline.errors import ConfigError, InputError, PipeError
 
 if TYPE_CHECKING:
-    from crawlers.stage import CrawlConfig
+    from pipe_embed.crawlers.stage import CrawlConfig
 
 PARSER_VERSION = 1 + GLOSSARY_PARSER_VERSION
 HTML_SUFFIXES = (".html", ".htm", ".xhtml", ".html.gz", ".htm.gz")

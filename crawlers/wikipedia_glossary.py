@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from crawlers.base import PageRef, ParsedPage
-from crawlers.mediawiki import PARSER_VERSION, parse_glossary
-from pipeline.errors import PipeError
+from pipe_embed.crawlers.base import PageRef, ParsedPage
+from pipe_embed.crawlers.mediawiki import PARSER_VERSION, parse_glossary
+from pipe_embed.pipeline.errors import PipeError
 
 if TYPE_CHECKING:
-    from crawlers.stage import CrawlConfig
+    from pipe_embed.crawlers.stage import CrawlConfig
 
 NAME = "wikipedia_glossary"
 DEFAULT_LICENSE = "CC BY-SA 4.0"

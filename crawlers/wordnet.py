@@ -14,11 +14,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from crawlers.base import Entry, PageRef, ParsedPage
-from pipeline.errors import PipeError
+from pipe_embed.crawlers.base import Entry, PageRef, ParsedPage
+from pipe_embed.pipeline.errors import PipeError
 
 if TYPE_CHECKING:
-    from crawlers.stage import CrawlConfig
+    from pipe_embed.crawlers.stage import CrawlConfig
 
 NAME = "wordnet"
 PARSER_VERSION = 1

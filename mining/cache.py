@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.console import debug, warn
-from pipeline.errors import PipeError
+from pipe_embed.pipeline.console import debug, warn
+from pipe_embed.pipeline.errors import PipeError
 
 KEYS, VECS = ".keys.npy", ".vecs.npy"
 

@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from mining.selection import Exclusions
-from pipeline.errors import InputError
-from pipeline.pairs import doc_id, iter_jsonl, normalize_key
+from pipe_embed.mining.selection import Exclusions
+from pipe_embed.pipeline.errors import InputError
+from pipe_embed.pipeline.pairs import doc_id, iter_jsonl, normalize_key
 
 
 @dataclass

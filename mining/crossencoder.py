@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.errors import PipeError
+from pipe_embed.pipeline.errors import PipeError
 
 
 def load_cross_encoder(name_or_path: str, device: str | None = None) -> Any:
@@ -22,7 +22,7 @@ def load_cross_encoder(name_or_path: str, device: str | None = None) -> Any:
 
     from sentence_transformers import CrossEncoder
 
-    from training.models import resolve_model
+    from pipe_embed.training.models import resolve_model
 
     resolved = resolve_model(name_or_path)
     local = Path(resolved).is_dir()

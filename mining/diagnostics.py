@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from mining.candidates import NO_ID, Candidates
-from mining.selection import Selection
+from pipe_embed.mining.candidates import NO_ID, Candidates
+from pipe_embed.mining.selection import Selection
 
 
 def positive_ranks(cands: Candidates, positives: Sequence[Sequence[int]]) -> np.ndarray:
@@ -114,7 +114,7 @@ def print_table(report: dict[str, Any]) -> None:
     """A short rich table of the diagnostics on stderr."""
     from rich.table import Table
 
-    from pipeline.console import console, quiet
+    from pipe_embed.pipeline.console import console, quiet
 
     if quiet():
         return

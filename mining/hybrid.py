@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mining.candidates import NO_ID, Candidates, sort_rows
+from pipe_embed.mining.candidates import NO_ID, Candidates, sort_rows
 
 
 def rrf_fuse(lists: list[Candidates], k: int, rrf_k: int = 60) -> Candidates:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mining.candidates import NO_ID, Candidates
+from pipe_embed.mining.candidates import NO_ID, Candidates
 
 KEEP, POSITIVE, DUPLICATE, OTHER_DEFINITION = 0, 1, 2, 3
 EXCLUSION_NAMES = {POSITIVE: "positive", DUPLICATE: "duplicate", OTHER_DEFINITION: "other_definition"}

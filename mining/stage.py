@@ -18,9 +18,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from mining.bm25 import TokenizerConfig, make_index, tokenize
-from mining.candidates import Candidates
-from mining.corpus import (
+from pipe_embed.mining.bm25 import TokenizerConfig, make_index, tokenize
+from pipe_embed.mining.candidates import Candidates
+from pipe_embed.mining.corpus import (
     CandidateCorpus,
     as_index_array,
     build_corpus,
@@ -30,8 +30,8 @@ from mining.corpus import (
     reduce_min,
     term_definitions,
 )
-from mining.export import FORMATS
-from mining.selection import (
+from pipe_embed.mining.export import FORMATS
+from pipe_embed.mining.selection import (
     KEEP,
     Selection,
     SelectionParams,
@@ -42,13 +42,13 @@ from mining.selection import (
     score_filter_masks,
     select_negatives,
 )
-from pipeline.config import as_dict, option
-from pipeline.console import debug, info, warn
-from pipeline.errors import ConfigError, PipeError
-from pipeline.hashing import hash_file
-from pipeline.pairs import CORPUS_FILE, doc_id, pairs_file, read_corpus, read_pairs, write_jsonl
-from pipeline.store import Artifact, RunOutcome, StageResult, Store
-from training.models import DEFAULT_MODEL
+from pipe_embed.pipeline.config import as_dict, option
+from pipe_embed.pipeline.console import debug, info, warn
+from pipe_embed.pipeline.errors import ConfigError, PipeError
+from pipe_embed.pipeline.hashing import hash_file
+from pipe_embed.pipeline.pairs import CORPUS_FILE, doc_id, pairs_file, read_corpus, read_pairs, write_jsonl
+from pipe_embed.pipeline.store import Artifact, RunOutcome, StageResult, Store
+from pipe_embed.training.models import DEFAULT_MODEL
 
 STAGE = "mine"
 FORMAT_VERSION = 1
@@ -217,7 +217,7 @@ class Retrieved:
 
 def make_encoder(config: MineConfig, cache_root: Path | None) -> Any:
     """The dense encoder for a config (cache in cache_root); fails early on a model it cannot load."""
-    from mining.dense import Encoder
+    from pipe_embed.mining.dense import Encoder
 
     encoder = Encoder(config.model, backend=config.backend, batch_size=config.batch_size, cache_root=cache_root)
     if not Path(encoder.path).is_dir():
@@ -232,7 +232,7 @@ def retrieve(config: MineConfig, anchors: list[str], corpus: CandidateCorpus, po
     The positive score is the lowest over the anchor's positives (the hardest one), the reference
     of the margin filters. For hybrid the order is the fused one and scores are dense cosines.
     """
-    from mining.hybrid import rrf_fuse
+    from pipe_embed.mining.hybrid import rrf_fuse
 
     seconds: dict[str, float] = {}
     n = len(anchors)
@@ -249,7 +249,7 @@ def retrieve(config: MineConfig, anchors: list[str], corpus: CandidateCorpus, po
         bm25_cands = out.bm25.search(out.query_tokens, k, batch_size=min(config.search_batch_size, 2048))
         seconds["bm25"] = time.perf_counter() - start
     if config.dense:
-        from mining.dense import IndexParams, dense_search, pair_scores
+        from pipe_embed.mining.dense import IndexParams, dense_search, pair_scores
 
         start = time.perf_counter()
         out.query_vectors = encoder.encode(anchors, config.query_prompt, "encode anchors")
@@ -267,7 +267,7 @@ def retrieve(config: MineConfig, anchors: list[str], corpus: CandidateCorpus, po
     elif config.method == "faiss":
         out.cands = dense_cands  # type: ignore[assignment]
     else:
-        from mining.dense import candidate_scores
+        from pipe_embed.mining.dense import candidate_scores
 
         fused = rrf_fuse([bm25_cands, dense_cands], k, config.rrf_k)  # type: ignore[list-item]
         out.cands = Candidates(fused.ids, candidate_scores(out.query_vectors, out.corpus_vectors, fused.ids))
@@ -277,7 +277,7 @@ def retrieve(config: MineConfig, anchors: list[str], corpus: CandidateCorpus, po
 def positive_similarity_drops(corpus_vectors: np.ndarray, cand_ids: np.ndarray, band: np.ndarray,
                               positives: list[list[int]], threshold: float) -> np.ndarray:
     """Band slots whose text is at least `threshold` similar to one of the anchor's positives."""
-    from mining.dense import pair_scores
+    from pipe_embed.mining.dense import pair_scores
 
     drops = np.zeros(band.shape, dtype=bool)
     rows, cols = np.nonzero(band)
@@ -340,7 +340,7 @@ def _merge_previous(config: MineConfig, inp: MineInput, corpus: CandidateCorpus,
     rows, cols = np.nonzero(ids >= 0)
     scores = np.full(ids.shape, -np.inf, dtype=np.float32)
     if retrieved.corpus_vectors is not None:
-        from mining.dense import pair_scores
+        from pipe_embed.mining.dense import pair_scores
 
         scores[rows, cols] = pair_scores(retrieved.query_vectors, retrieved.corpus_vectors, rows, ids[rows, cols])
     else:
@@ -363,8 +363,8 @@ def _merge_previous(config: MineConfig, inp: MineInput, corpus: CandidateCorpus,
 def mine(config: MineConfig, inp: MineInput, workdir: Path, cache_root: Path | None,
          encoder: Any = None) -> StageResult:
     """Mine negatives for the train rows and write the artifact's files into workdir."""
-    from mining.diagnostics import build_report, plot_histograms, positive_ranks, print_table, round_overlap
-    from mining.export import export
+    from pipe_embed.mining.diagnostics import build_report, plot_histograms, positive_ranks, print_table, round_overlap
+    from pipe_embed.mining.export import export
 
     started = time.perf_counter()
     extra = read_extra_corpus(config.corpus) if config.corpus else []
@@ -396,7 +396,7 @@ def mine(config: MineConfig, inp: MineInput, workdir: Path, cache_root: Path | N
             retrieved.corpus_vectors, cands.ids, band, positives, config.max_positive_similarity)  # type: ignore[arg-type]
     selection: Selection = select_negatives(cands, exclusions, retrieved.positive_scores, params, extra_drops, codes)
     if config.cross_encoder:
-        from mining.crossencoder import cross_encoder_drops, load_cross_encoder
+        from pipe_embed.mining.crossencoder import cross_encoder_drops, load_cross_encoder
 
         ce = load_cross_encoder(config.cross_encoder)
         drops, _, _ = cross_encoder_drops(ce, anchors, [r["positive"] for r in inp.rows], corpus.texts, cands.ids,
@@ -479,7 +479,7 @@ def mine(config: MineConfig, inp: MineInput, workdir: Path, cache_root: Path | N
 
 def fingerprint_extra(config: MineConfig) -> dict[str, Any]:
     """What besides config and inputs decides the output: model weights, extra corpus content."""
-    from training.models import model_fingerprint
+    from pipe_embed.training.models import model_fingerprint
 
     extra: dict[str, Any] = {}
     if config.dense:
@@ -507,7 +507,7 @@ def run_mine(store: Store, config: MineConfig, source: str | Path | Artifact = "
     inp = load_input(store, source)
     extra = fingerprint_extra(config)
     if config.dense and encoder is None:
-        from training.models import resolve_model
+        from pipe_embed.training.models import resolve_model
 
         if not Path(resolve_model(config.model)).is_dir():
             make_encoder(config, None)  # a model id that is not local: fail now, before any work

@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.cleaning import clean_text, drop_reason
-from pipeline.config import as_dict, option
-from pipeline.console import info, track
-from pipeline.errors import ConfigError, PipeError
-from pipeline.hashing import hash_file
-from pipeline.pairs import (
+from pipe_embed.pipeline.cleaning import clean_text, drop_reason
+from pipe_embed.pipeline.config import as_dict, option
+from pipe_embed.pipeline.console import info, track
+from pipe_embed.pipeline.errors import ConfigError, PipeError
+from pipe_embed.pipeline.hashing import hash_file
+from pipe_embed.pipeline.pairs import (
     CORPUS_FILE,
     SPLITS,
     anchor_id,
@@ -26,9 +26,9 @@ from pipeline.pairs import (
     pairs_file,
     write_jsonl,
 )
-from pipeline.readers import RawRow, read_rows
-from pipeline.splits import split_of
-from pipeline.store import Artifact, RunOutcome, StageResult, Store
+from pipe_embed.pipeline.readers import RawRow, read_rows
+from pipe_embed.pipeline.splits import split_of
+from pipe_embed.pipeline.store import Artifact, RunOutcome, StageResult, Store
 
 STAGE = "compose"
 FORMAT_VERSION = 1
@@ -130,7 +130,7 @@ def compose_pairs(paths: list[Path], config: ComposeConfig, workdir: Path) -> St
     if not records:
         raise PipeError(_empty_reason(len(rows), dropped, config))
     if config.hard_k > 0:
-        from mining.bm25 import bm25_negatives_for_pairs
+        from pipe_embed.mining.bm25 import bm25_negatives_for_pairs
 
         records = bm25_negatives_for_pairs(records, k=config.hard_k)
     by_split: dict[str, list[dict[str, Any]]] = {s: [] for s in SPLITS}

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pipeline.config import as_dict, option
-from pipeline.console import info
-from pipeline.errors import ConfigError, PipeError
-from pipeline.store import Artifact, RunOutcome, StageResult, Store
-from training.models import DEFAULT_MODEL, model_fingerprint
+from pipe_embed.pipeline.config import as_dict, option
+from pipe_embed.pipeline.console import info
+from pipe_embed.pipeline.errors import ConfigError, PipeError
+from pipe_embed.pipeline.store import Artifact, RunOutcome, StageResult, Store
+from pipe_embed.training.models import DEFAULT_MODEL, model_fingerprint
 
 STAGE = "iterate"
 FORMAT_VERSION = 1
@@ -84,9 +84,9 @@ def _forward(evaluation: Artifact) -> dict[str, float]:
 def iterate_rounds(store: Store, compose: Artifact, config: IterateConfig, mine_config: Any,
                    train_config: Any, eval_config: Any) -> tuple[list[RoundResult], dict[str, Any]]:
     """Run (or find cached) every round; returns the rounds and the base model's dev and test metrics."""
-    from mining.stage import run_mine
-    from training.evaluate import run_eval
-    from training.train import MODEL_DIR, run_train
+    from pipe_embed.mining.stage import run_mine
+    from pipe_embed.training.evaluate import run_eval
+    from pipe_embed.training.train import MODEL_DIR, run_train
 
     base_model = config.model  # kept as given, so round 1 matches a plain `pipe mine`/`pipe train` (cache hits)
     dev_cfg = dataclasses.replace(eval_config, split="dev")

@@ -21,9 +21,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from pipeline import __version__
-from pipeline.errors import PipeError
-from pipeline.hashing import canonical_json, hash_file, hash_value
+from pipe_embed.pipeline import __version__
+from pipe_embed.pipeline.errors import PipeError
+from pipe_embed.pipeline.hashing import canonical_json, hash_file, hash_value
 
 MANIFEST = "manifest.json"
 SCHEMA_VERSION = 1

@@ -17,7 +17,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from pipeline.console import progress_bar
+from pipe_embed.pipeline.console import progress_bar
 
 STEP_LOG = "train_log.jsonl"
 

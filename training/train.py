@@ -21,13 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.config import as_dict
-from pipeline.console import debug, info, warn
-from pipeline.errors import ConfigError, PipeError
-from pipeline.hashing import hash_file
-from pipeline.pairs import pairs_file, read_pairs
-from pipeline.store import Artifact, RunOutcome, StageResult, Store
-from training.callbacks import (
+from pipe_embed.pipeline.config import as_dict
+from pipe_embed.pipeline.console import debug, info, warn
+from pipe_embed.pipeline.errors import ConfigError, PipeError
+from pipe_embed.pipeline.hashing import hash_file
+from pipe_embed.pipeline.pairs import pairs_file, read_pairs
+from pipe_embed.pipeline.store import Artifact, RunOutcome, StageResult, Store
+from pipe_embed.training.callbacks import (
     STEP_LOG,
     EpochEndCallback,
     JsonLogCallback,
@@ -36,11 +36,11 @@ from training.callbacks import (
     summarize_log,
     truncate_log,
 )
-from training.card import write_model_card
-from training.config import TrainConfig
-from training.data import TrainingRows, build_rows, negative_columns, to_dataset
-from training.evaluate import METRIC_NAMES, RetrievalTask, data_dir_for, evaluate_task, retrieval_task
-from training.models import load_model, model_fingerprint, resolve_model
+from pipe_embed.training.card import write_model_card
+from pipe_embed.training.config import TrainConfig
+from pipe_embed.training.data import TrainingRows, build_rows, negative_columns, to_dataset
+from pipe_embed.training.evaluate import METRIC_NAMES, RetrievalTask, data_dir_for, evaluate_task, retrieval_task
+from pipe_embed.training.models import load_model, model_fingerprint, resolve_model
 
 STAGE = "train"
 FORMAT_VERSION = 1
@@ -176,7 +176,7 @@ def prepare_model(config: TrainConfig, device: str) -> Any:
 
 def add_lora(model: Any, config: TrainConfig) -> None:
     """Attach LoRA adapters (peft) so only they train."""
-    from pipeline.errors import require
+    from pipe_embed.pipeline.errors import require
 
     peft = require("peft", extra="lora")
     if config.qlora:

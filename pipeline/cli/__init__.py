@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from pipeline.cli import compose, crawl, iterate, mine, store_cmds, train  # noqa: F401  (each import registers its commands)
-from pipeline.cli.app import app
+from pipe_embed.pipeline.cli import compose, crawl, iterate, mine, store_cmds, train  # noqa: F401  (each import registers its commands)
+from pipe_embed.pipeline.cli.app import app
 
 
 def main() -> None:

@@ -10,9 +10,9 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from pipeline.console import error, info, set_verbosity
-from pipeline.errors import PipeError
-from pipeline.store import RunOutcome, Store
+from pipe_embed.pipeline.console import error, info, set_verbosity
+from pipe_embed.pipeline.errors import PipeError
+from pipe_embed.pipeline.store import RunOutcome, Store
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -82,7 +82,7 @@ def command(name: str, help_text: str) -> Callable[[F], F]:
 
 def _version(value: bool) -> None:
     if value:
-        from pipeline import __version__
+        from pipe_embed.pipeline import __version__
 
         typer.echo(f"pipe {__version__}")
         raise typer.Exit()

@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
-from pipeline.cli.app import ConfigFile, DataDir, Force, Quiet, Verbose, command, report, setup
-from pipeline.compose import ComposeConfig, run_compose
-from pipeline.config import load_config
+from pipe_embed.pipeline.cli.app import ConfigFile, DataDir, Force, Quiet, Verbose, command, report, setup
+from pipe_embed.pipeline.compose import ComposeConfig, run_compose
+from pipe_embed.pipeline.config import load_config
 
 
 @command("compose", "Clean glossary rows into split anchor/positive pairs (CSV, TSV, JSONL, Parquet, or a crawl).")

@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from pipeline.cli.app import ConfigFile, DataDir, Force, Quiet, Verbose, command, report, setup
-from pipeline.config import load_config
+from pipe_embed.pipeline.cli.app import ConfigFile, DataDir, Force, Quiet, Verbose, command, report, setup
+from pipe_embed.pipeline.config import load_config
 
 
 def _split(value: str | None) -> list[str] | None:
@@ -53,7 +53,7 @@ def crawl(
     quiet: Quiet = False,
 ) -> None:
     """Crawl the chosen sources and write data/crawl/<version>/ (glossary.csv, pages.jsonl)."""
-    from crawlers.stage import CrawlConfig, run_crawl
+    from pipe_embed.crawlers.stage import CrawlConfig, run_crawl
 
     store = setup(data_dir, verbose, quiet)
     overrides = {
@@ -68,7 +68,7 @@ def crawl(
     art = outcome.artifact
     headline = art.manifest.get("headline", {})
     if not outcome.cached:
-        from pipeline.console import info
+        from pipe_embed.pipeline.console import info
 
         info(f"{headline.get('rows', 0)} rows, {headline.get('terms', 0)} terms from "
              f"{headline.get('pages', 0)} pages ({headline.get('failed', 0)} failed)")

@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
-from pipeline.cli.app import ConfigFile, DataDir, Force, Quiet, Verbose, command, report, setup
-from pipeline.config import load_config
-from pipeline.console import console, info
+from pipe_embed.pipeline.cli.app import ConfigFile, DataDir, Force, Quiet, Verbose, command, report, setup
+from pipe_embed.pipeline.config import load_config
+from pipe_embed.pipeline.console import console, info
 
 
 @command("iterate", "Mine → train → eval for N rounds, re-mining with each new model; early stop on dev.")
@@ -32,9 +32,9 @@ def iterate(
     verbose: Verbose = False,
     quiet: Quiet = False,
 ) -> None:
-    from mining.stage import MineConfig
-    from pipeline.iterate import IterateConfig, read_rounds, run_iterate
-    from training.config import load_eval_config, load_train_config
+    from pipe_embed.mining.stage import MineConfig
+    from pipe_embed.pipeline.iterate import IterateConfig, read_rounds, run_iterate
+    from pipe_embed.training.config import load_eval_config, load_train_config
 
     store = setup(data_dir, verbose, quiet)
     cfg = load_config(IterateConfig, "iterate", config, {
@@ -82,7 +82,7 @@ def report_cmd(
     verbose: Verbose = False,
     quiet: Quiet = False,
 ) -> None:
-    from pipeline.report import ReportConfig, run_report
+    from pipe_embed.pipeline.report import ReportConfig, run_report
 
     store = setup(data_dir, verbose, quiet)
     cfg = load_config(ReportConfig, "report", config, {})

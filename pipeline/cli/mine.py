@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
-from pipeline.cli.app import ConfigFile, DataDir, Force, Quiet, Verbose, command, report, setup
-from pipeline.config import load_config
-from pipeline.console import info
+from pipe_embed.pipeline.cli.app import ConfigFile, DataDir, Force, Quiet, Verbose, command, report, setup
+from pipe_embed.pipeline.config import load_config
+from pipe_embed.pipeline.console import info
 
 
 @command("mine", "Mine hard negatives (bm25, faiss or hybrid) with positive-aware false-negative filters.")
@@ -44,8 +44,8 @@ def mine(
     verbose: Verbose = False,
     quiet: Quiet = False,
 ) -> None:
-    from mining.stage import MineConfig, run_mine, warm_cache
-    from pipeline.errors import ConfigError
+    from pipe_embed.mining.stage import MineConfig, run_mine, warm_cache
+    from pipe_embed.pipeline.errors import ConfigError
 
     store = setup(data_dir, verbose, quiet)
     cfg = load_config(MineConfig, "mine", config, {

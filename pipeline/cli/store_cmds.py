@@ -10,8 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from pipeline.cli.app import DataDir, command, setup
-from pipeline.listing import artifact_rows
+from pipe_embed.pipeline.cli.app import DataDir, command, setup
+from pipe_embed.pipeline.listing import artifact_rows
 
 
 @command("ls", "List artifacts, newest first, with time, inputs and headline stats.")

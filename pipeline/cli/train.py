@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from pipeline.cli.app import ConfigFile, DataDir, Force, Quiet, Verbose, command, report, setup
+from pipe_embed.pipeline.cli.app import ConfigFile, DataDir, Force, Quiet, Verbose, command, report, setup
 
 
 @command("train", "Fine-tune an embedding model on in-batch plus mined negatives (resumes a killed run).")
@@ -48,8 +48,8 @@ def train(
     verbose: Verbose = False,
     quiet: Quiet = False,
 ) -> None:
-    from training.config import load_train_config
-    from training.train import run_train
+    from pipe_embed.training.config import load_train_config
+    from pipe_embed.training.train import run_train
 
     store = setup(data_dir, verbose, quiet)
     cfg = load_train_config(config, {
@@ -82,8 +82,8 @@ def evaluate(
     verbose: Verbose = False,
     quiet: Quiet = False,
 ) -> None:
-    from training.config import load_eval_config
-    from training.evaluate import print_metrics, run_eval
+    from pipe_embed.training.config import load_eval_config
+    from pipe_embed.training.evaluate import print_metrics, run_eval
 
     store = setup(data_dir, verbose, quiet)
     cfg = load_eval_config(config, {"split": split, "reverse": reverse, "batch_size": batch_size,

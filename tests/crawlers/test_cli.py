@@ -7,7 +7,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from pipeline.cli import app
+from pipe_embed.pipeline.cli import app
 from tests.crawlers.conftest import FIXTURES, base_url, serve_robots
 
 runner = CliRunner()

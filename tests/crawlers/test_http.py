@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from werkzeug import Request, Response
 
-from crawlers.http import FetchError, PoliteClient, netloc, parse_retry_after
+from pipe_embed.crawlers.http import FetchError, PoliteClient, netloc, parse_retry_after
 from tests.crawlers.conftest import etag_handler, serve_robots
 
 PAGE = b"<html><body><dl><dt>term</dt><dd>definition</dd></dl></body></html>"

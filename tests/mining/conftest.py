@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from pipeline.hashing import hash_value
-from pipeline.pairs import CORPUS_FILE, anchor_id, doc_id, pairs_file, write_jsonl
-from pipeline.store import Artifact, StageResult, Store
+from pipe_embed.pipeline.hashing import hash_value
+from pipe_embed.pipeline.pairs import CORPUS_FILE, anchor_id, doc_id, pairs_file, write_jsonl
+from pipe_embed.pipeline.store import Artifact, StageResult, Store
 
 GLOSSARY = [
     ("rook", "a chess piece that moves along ranks and files"),
@@ -116,8 +116,8 @@ class TrigramEncoder:
 @pytest.fixture()
 def trigram_encoder(store: Store, tiny_model_path: Path):
     """A deterministic encoder writing to the store's embedding cache (fingerprint: the tiny model's)."""
-    from mining.dense import Encoder
-    from mining.stage import cache_root
+    from pipe_embed.mining.dense import Encoder
+    from pipe_embed.mining.stage import cache_root
 
     cls = type("TrigramModelEncoder", (TrigramEncoder, Encoder), {})
     return lambda: cls(tiny_model_path, cache_root=cache_root(store))

@@ -7,14 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mining.bm25 import (
+from pipe_embed.mining.bm25 import (
     TokenizerConfig,
     bm25_negatives_for_pairs,
     make_index,
     tie_aware_overlap,
     tokenize,
 )
-from pipeline.pairs import normalize_key
+from pipe_embed.pipeline.pairs import normalize_key
 from tests.mining.conftest import GLOSSARY, ROOK_DUPLICATE, ROOK_SECOND, chess_pairs, row
 
 

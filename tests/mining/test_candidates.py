@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from mining.candidates import Candidates, concat_queries, merge_topk, shard_bounds, sort_rows
-from mining.hybrid import rrf_fuse
+from pipe_embed.mining.candidates import Candidates, concat_queries, merge_topk, shard_bounds, sort_rows
+from pipe_embed.mining.hybrid import rrf_fuse
 
 
 def test_sort_rows_orders_by_score_then_index_with_empty_slots_last():

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from pipeline.cli import app
-from pipeline.store import Store
+from pipe_embed.pipeline.cli import app
+from pipe_embed.pipeline.store import Store
 from tests.mining.conftest import GLOSSARY
 
 runner = CliRunner()

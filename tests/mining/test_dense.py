@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mining.cache import EmbeddingCache, text_keys
-from mining.candidates import sort_rows
-from mining.dense import Encoder, IndexParams, build_index, dense_search, search_index
+from pipe_embed.mining.cache import EmbeddingCache, text_keys
+from pipe_embed.mining.candidates import sort_rows
+from pipe_embed.mining.dense import Encoder, IndexParams, build_index, dense_search, search_index
 from tests.mining.conftest import GLOSSARY
 
 TEXTS = [d for _, d in GLOSSARY]
@@ -122,7 +122,7 @@ def test_cache_stores_no_pickle_and_rejects_nan(tmp_path: Path, capsys: pytest.C
 
 
 def test_knn_path_and_index_path_agree(vectors):
-    from mining.dense import knn_search
+    from pipe_embed.mining.dense import knn_search
 
     queries, corpus = vectors
     via_index = search_index(build_index(corpus), queries, 12, batch_size=50)

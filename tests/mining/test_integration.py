@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from mining.stage import MineConfig, run_mine
-from pipeline.pairs import normalize_key, read_pairs
-from pipeline.store import Store
+from pipe_embed.mining.stage import MineConfig, run_mine
+from pipe_embed.pipeline.pairs import normalize_key, read_pairs
+from pipe_embed.pipeline.store import Store
 from tests.mining.conftest import chess_pairs, make_compose, row
 
 pytestmark = pytest.mark.integration

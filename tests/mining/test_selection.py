@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mining.candidates import Candidates
-from mining.selection import (
+from pipe_embed.mining.candidates import Candidates
+from pipe_embed.mining.selection import (
     DUPLICATE,
     KEEP,
     OTHER_DEFINITION,

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mining.stage import MineConfig, run_mine
-from pipeline.errors import ConfigError, PipeError
-from pipeline.pairs import normalize_key, read_jsonl, read_pairs
-from pipeline.store import Artifact, Store
+from pipe_embed.mining.stage import MineConfig, run_mine
+from pipe_embed.pipeline.errors import ConfigError, PipeError
+from pipe_embed.pipeline.pairs import normalize_key, read_jsonl, read_pairs
+from pipe_embed.pipeline.store import Artifact, Store
 from tests.mining.conftest import ROOK_DEV, ROOK_DUPLICATE, ROOK_SECOND, make_compose, row
 
 
@@ -163,7 +163,7 @@ def test_bad_input_is_one_clear_error_and_leaves_nothing(store: Store, tiny_mode
 
 
 def _fake(store: Store) -> Artifact:
-    from pipeline.store import StageResult
+    from pipe_embed.pipeline.store import StageResult
 
     return store.run(stage="train", format_version=1, config={}, inputs=[],
                      build=lambda work: StageResult()).artifact

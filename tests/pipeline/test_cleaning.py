@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.cleaning import clean_text, drop_reason
-from pipeline.pairs import anchor_id, doc_id, normalize_key
-from pipeline.splits import split_of
+from pipe_embed.pipeline.cleaning import clean_text, drop_reason
+from pipe_embed.pipeline.pairs import anchor_id, doc_id, normalize_key
+from pipe_embed.pipeline.splits import split_of
 
 
 @pytest.mark.parametrize("raw, expected", [

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from pipeline.cli import app
+from pipe_embed.pipeline.cli import app
 
 runner = CliRunner()
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipeline.compose import ComposeConfig, run_compose
-from pipeline.errors import ConfigError, PipeError
-from pipeline.pairs import CORPUS_FILE, doc_id, pairs_file, read_corpus, read_pairs
-from pipeline.store import StageResult, Store
+from pipe_embed.pipeline.compose import ComposeConfig, run_compose
+from pipe_embed.pipeline.errors import ConfigError, PipeError
+from pipe_embed.pipeline.pairs import CORPUS_FILE, doc_id, pairs_file, read_corpus, read_pairs
+from pipe_embed.pipeline.store import StageResult, Store
 
 DEFS = {
     "Rook": "A piece that moves along ranks and files.",

@@ -7,13 +7,13 @@ from types import SimpleNamespace
 
 import pytest
 
-from crawlers.stage import CrawlConfig, run_crawl
-from mining.stage import MineConfig
-from pipeline.compose import ComposeConfig, run_compose
-from pipeline.iterate import IterateConfig, RoundResult, best_round, iterate_rounds, read_rounds, run_iterate
-from pipeline.report import ReportConfig, run_report
-from pipeline.store import Store
-from training.config import EvalConfig, TrainConfig
+from pipe_embed.crawlers.stage import CrawlConfig, run_crawl
+from pipe_embed.mining.stage import MineConfig
+from pipe_embed.pipeline.compose import ComposeConfig, run_compose
+from pipe_embed.pipeline.iterate import IterateConfig, RoundResult, best_round, iterate_rounds, read_rounds, run_iterate
+from pipe_embed.pipeline.report import ReportConfig, run_report
+from pipe_embed.pipeline.store import Store
+from pipe_embed.training.config import EvalConfig, TrainConfig
 
 
 def _chess_compose(store: Store, html: Path, rows: int = 120):
@@ -51,13 +51,13 @@ def _fake_stages(monkeypatch: pytest.MonkeyPatch, dev_scores: list[float]):
         value = next(scores) if config.split == "dev" else 0.5
         return SimpleNamespace(artifact=artifact(f"eval@{model}", {"model": {"forward": {"mrr@10": value}}}))
 
-    import mining.stage
-    import training.evaluate
-    import training.train
+    from pipe_embed.mining import stage as _mining_stage
+    from pipe_embed.training import evaluate as _training_evaluate
+    from pipe_embed.training import train as _training_train
 
-    monkeypatch.setattr(mining.stage, "run_mine", run_mine)
-    monkeypatch.setattr(training.train, "run_train", run_train)
-    monkeypatch.setattr(training.evaluate, "run_eval", run_eval)
+    monkeypatch.setattr(_mining_stage, "run_mine", run_mine)
+    monkeypatch.setattr(_training_train, "run_train", run_train)
+    monkeypatch.setattr(_training_evaluate, "run_eval", run_eval)
     return calls
 
 
@@ -94,7 +94,7 @@ def test_best_round_is_never_worse_than_round_one():
 
 
 def test_bad_iterate_config():
-    from pipeline.errors import ConfigError
+    from pipe_embed.pipeline.errors import ConfigError
 
     with pytest.raises(ConfigError, match="rounds"):
         IterateConfig(rounds=0).validate()
@@ -105,7 +105,7 @@ def test_bad_iterate_config():
 def test_two_rounds_resume_after_kill_cache_hits_and_report(store: Store, chess_html: Path,
                                                            tiny_model_path: Path,
                                                            monkeypatch: pytest.MonkeyPatch):
-    import training.train as train_mod
+    import pipe_embed.training.train as train_mod
 
     compose = _chess_compose(store, chess_html)
     cfg, mine_cfg, train_cfg, eval_cfg = _configs(tiny_model_path)
@@ -160,7 +160,7 @@ def test_two_rounds_resume_after_kill_cache_hits_and_report(store: Store, chess_
 def test_iterate_cli_prints_table(tmp_path: Path, chess_html: Path, tiny_model_path: Path):
     from typer.testing import CliRunner
 
-    from pipeline.cli import app
+    from pipe_embed.pipeline.cli import app
 
     store = Store(tmp_path / "data")
     compose = _chess_compose(store, chess_html, rows=60)

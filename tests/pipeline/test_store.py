@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.errors import PipeError
-from pipeline.store import MANIFEST, Artifact, StageResult, Store, fingerprint
+from pipe_embed.pipeline.errors import PipeError
+from pipe_embed.pipeline.store import MANIFEST, Artifact, StageResult, Store, fingerprint
 
 
 def _writer(text: str, calls: list[int] | None = None):

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from pipeline.cli import app
-from pipeline.store import Store
+from pipe_embed.pipeline.cli import app
+from pipe_embed.pipeline.store import Store
 
 runner = CliRunner()
 

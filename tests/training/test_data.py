@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from pipeline.pairs import normalize_key
-from training.data import build_rows, negative_columns, to_dataset
+from pipe_embed.pipeline.pairs import normalize_key
+from pipe_embed.training.data import build_rows, negative_columns, to_dataset
 
 
 def row(anchor: str, positives: list[str], negatives: list[str]) -> dict:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.store import Store
-from training.evaluate import METRIC_NAMES, ranking_metrics, retrieval_task, run_eval, evaluate_task
-from training.config import EvalConfig
+from pipe_embed.pipeline.store import Store
+from pipe_embed.training.evaluate import METRIC_NAMES, ranking_metrics, retrieval_task, run_eval, evaluate_task
+from pipe_embed.training.config import EvalConfig
 
 
 def test_ranking_metrics_by_hand() -> None:

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.store import Store
+from pipe_embed.pipeline.store import Store
 from tests.training.chess import chess_compose, mine_with_model
-from training.config import TrainConfig
-from training.models import load_model
-from training.train import run_train
+from pipe_embed.training.config import TrainConfig
+from pipe_embed.training.models import load_model
+from pipe_embed.training.train import run_train
 
 pytestmark = pytest.mark.integration
 

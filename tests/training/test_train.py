@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from transformers import TrainerCallback
 
-from pipeline.errors import ConfigError, PipeError
-from pipeline.store import Store
-from training.config import TrainConfig
-from training.evaluate import METRIC_NAMES, evaluate_task, retrieval_task
-from training.train import CHECKPOINTS, MODEL_DIR, run_train
+from pipe_embed.pipeline.errors import ConfigError, PipeError
+from pipe_embed.pipeline.store import Store
+from pipe_embed.training.config import TrainConfig
+from pipe_embed.training.evaluate import METRIC_NAMES, evaluate_task, retrieval_task
+from pipe_embed.training.train import CHECKPOINTS, MODEL_DIR, run_train
 
 
 def tiny_config(model: Path, **overrides) -> TrainConfig:
@@ -186,7 +186,7 @@ def test_qlora_merge_path_reloads_the_base_and_merges_there(tiny_model_path: Pat
     import numpy as np
     import torch
 
-    from training.train import add_lora, merge_lora, merge_qlora, prepare_model
+    from pipe_embed.training.train import add_lora, merge_lora, merge_qlora, prepare_model
 
     config = tiny_config(tiny_model_path, lora=True, lora_r=4)
     model = prepare_model(config, "cpu")
