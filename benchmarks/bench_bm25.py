@@ -32,18 +32,23 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
+from pipe_embed.mining.bm25 import (  # noqa: E402
+    RankBM25Index,
+    make_index,
+    tie_aware_overlap,
+    tokenize,
+)
+from pipe_embed.pipeline.core.store import Store  # noqa: E402
 
 from benchmarks.child import run_child  # noqa: E402
 from benchmarks.wordnet_pairs import lemma_rows, write_compose  # noqa: E402
-from pipe_embed.mining.bm25 import RankBM25Index, make_index, tie_aware_overlap, tokenize  # noqa: E402
-from pipe_embed.pipeline.store import Store  # noqa: E402
 
 CHILD = """
 import json, sys, time
 sys.path.insert(0, {root!r})
 from pipe_embed.mining.stage import MineConfig, run_mine
-from pipe_embed.pipeline.console import set_verbosity
-from pipe_embed.pipeline.store import Store
+from pipe_embed.pipeline.core.console import set_verbosity
+from pipe_embed.pipeline.core.store import Store
 set_verbosity(-1)
 start = time.perf_counter()
 art = run_mine(Store({data!r}), MineConfig(method="bm25"), "compose@latest").artifact

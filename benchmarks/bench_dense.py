@@ -32,12 +32,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
+from pipe_embed.pipeline.core.console import set_verbosity  # noqa: E402
+from pipe_embed.pipeline.core.pairs import read_pairs  # noqa: E402
+from pipe_embed.pipeline.core.store import Store  # noqa: E402
 
 from benchmarks.child import run_child  # noqa: E402
 from benchmarks.wordnet_pairs import canonical, synset_rows, synsets, write_compose  # noqa: E402
-from pipe_embed.pipeline.console import set_verbosity  # noqa: E402
-from pipe_embed.pipeline.pairs import read_pairs  # noqa: E402
-from pipe_embed.pipeline.store import Store  # noqa: E402
 
 SETTINGS = {"range_max": 30, "num_negatives": 3, "relative_margin": 0.05, "batch_size": 64}
 
@@ -45,11 +45,10 @@ SETTINGS = {"range_max": 30, "num_negatives": 3, "relative_margin": 0.05, "batch
 def compare(pairs: int) -> dict:
     """The mine stage vs mine_hard_negatives on the same pairs and model; then the cached rerun."""
     from datasets import Dataset
-    from sentence_transformers.util import mine_hard_negatives
-
     from pipe_embed.mining.dense import Encoder
     from pipe_embed.mining.stage import MineConfig, cache_root, run_mine
-    from pipe_embed.training.models import load_model
+    from pipe_embed.pipeline.core.models import load_model
+    from sentence_transformers.util import mine_hard_negatives
 
     rows = synset_rows(pairs)
     model = load_model(None)
@@ -117,8 +116,8 @@ CHILD = """
 import json, sys, time
 sys.path.insert(0, {root!r})
 from pipe_embed.mining.stage import MineConfig, run_mine
-from pipe_embed.pipeline.console import set_verbosity
-from pipe_embed.pipeline.store import Store
+from pipe_embed.pipeline.core.console import set_verbosity
+from pipe_embed.pipeline.core.store import Store
 set_verbosity(1)
 start = time.perf_counter()
 art = run_mine(Store({data!r}), MineConfig(method="faiss", index={index!r}), "compose@latest").artifact
@@ -132,7 +131,7 @@ def rss(texts: int, anchors: int | None = None, index: str = "flat") -> dict:
     """Peak RSS of the dense mine stage over `texts` candidates with a pre-filled cache (model excluded)."""
     from pipe_embed.mining.cache import EmbeddingCache, text_keys
     from pipe_embed.mining.stage import cache_root
-    from pipe_embed.training.models import model_fingerprint
+    from pipe_embed.pipeline.core.models import model_fingerprint
 
     rows, seen = [], set()
     for number, (lemmas, definition) in enumerate(synsets()):

@@ -29,15 +29,15 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from transformers import TrainerCallback  # noqa: E402
-
-from pipe_embed.pipeline.pairs import read_pairs  # noqa: E402
-from pipe_embed.pipeline.store import Store  # noqa: E402
-from tests.training.chess import chess_compose, mine_with_model  # noqa: E402
+from pipe_embed.pipeline.core.models import load_model  # noqa: E402
+from pipe_embed.pipeline.core.pairs import read_pairs  # noqa: E402
+from pipe_embed.pipeline.core.store import Store  # noqa: E402
 from pipe_embed.training.config import TrainConfig  # noqa: E402
 from pipe_embed.training.data import build_rows, to_dataset  # noqa: E402
-from pipe_embed.training.models import load_model  # noqa: E402
 from pipe_embed.training.train import run_train  # noqa: E402
+from transformers import TrainerCallback  # noqa: E402
+
+from tests.training.chess import chess_compose, mine_with_model  # noqa: E402
 
 FIXTURE = ROOT / "tests" / "fixtures" / "wikipedia" / "glossary_of_chess.html"
 
@@ -59,9 +59,14 @@ class StepTimer(TrainerCallback):
 def bare_run(pairs_path: Path, args: argparse.Namespace, out: Path) -> dict:
     """A plain SentenceTransformerTrainer script with the same settings as pipe's run."""
     import transformers
-    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers import (
+        SentenceTransformerTrainer,
+        SentenceTransformerTrainingArguments,
+    )
     from sentence_transformers.base.sampler import BatchSamplers
-    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+    from sentence_transformers.sentence_transformer.losses import (
+        MultipleNegativesRankingLoss,
+    )
 
     start = time.perf_counter()
     transformers.set_seed(args.seed)

@@ -13,8 +13,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from pipe_embed.pipeline.pairs import CORPUS_FILE, anchor_id, doc_id, normalize_key, pairs_file, write_jsonl
-from pipe_embed.pipeline.store import Artifact, StageResult, Store
+from pipe_embed.pipeline.core.pairs import (
+    CORPUS_FILE,
+    anchor_id,
+    doc_id,
+    normalize_key,
+    pairs_file,
+    write_jsonl,
+)
+from pipe_embed.pipeline.core.store import Artifact, StageResult, Store
 
 WORDNET = Path("/usr/share/wordnet")
 

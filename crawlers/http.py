@@ -25,7 +25,6 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import requests
-
 from pipe_embed.pipeline import __version__
 
 DEFAULT_USER_AGENT = (f"pipe-embed/{__version__} (glossary crawler for embedding fine-tuning; "

@@ -16,9 +16,14 @@ import json
 import re
 
 from bs4 import BeautifulSoup, PageElement, Tag
-
 from pipe_embed.crawlers.base import Entry, ParsedPage
-from pipe_embed.crawlers.htmltext import clean_text, element_text, normalize_space, soup_of, strip_noise
+from pipe_embed.crawlers.htmltext import (
+    clean_text,
+    element_text,
+    normalize_space,
+    soup_of,
+    strip_noise,
+)
 
 PARSER_VERSION = 1
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 
 from pipe_embed.crawlers.base import Source
-from pipe_embed.pipeline.errors import ConfigError
+from pipe_embed.pipeline.core.errors import ConfigError
 
 # name -> "module:Class"; imported on first use so a source's dependencies load only when needed.
 _BUILTIN: dict[str, str] = {

@@ -27,13 +27,19 @@ from typing import Any
 
 from pipe_embed.crawlers.base import PageRef, Source
 from pipe_embed.crawlers.htmltext import looks_like_html
-from pipe_embed.crawlers.http import DEFAULT_USER_AGENT, FetchError, HttpSettings, PoliteClient, netloc
+from pipe_embed.crawlers.http import (
+    DEFAULT_USER_AGENT,
+    FetchError,
+    HttpSettings,
+    PoliteClient,
+    netloc,
+)
 from pipe_embed.crawlers.registry import get_source, source_names
-from pipe_embed.pipeline.config import as_dict, option
-from pipe_embed.pipeline.console import debug, info, progress_bar, warn
-from pipe_embed.pipeline.errors import ConfigError, PipeError
-from pipe_embed.pipeline.pairs import write_jsonl
-from pipe_embed.pipeline.store import RunOutcome, StageResult, Store
+from pipe_embed.pipeline.core.config import as_dict, option
+from pipe_embed.pipeline.core.console import debug, info, progress_bar, warn
+from pipe_embed.pipeline.core.errors import ConfigError, PipeError
+from pipe_embed.pipeline.core.pairs import write_jsonl
+from pipe_embed.pipeline.core.store import RunOutcome, StageResult, Store
 
 STAGE = "crawl"
 FORMAT_VERSION = 1

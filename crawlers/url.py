@@ -17,13 +17,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bs4 import Tag
-from soupsieve import SelectorSyntaxError
-
 from pipe_embed.crawlers.base import Entry, PageRef, ParsedPage
 from pipe_embed.crawlers.htmltext import clean_text, normalize_space, soup_of
 from pipe_embed.crawlers.mediawiki import PARSER_VERSION as GLOSSARY_PARSER_VERSION
 from pipe_embed.crawlers.mediawiki import page_license, page_revision, parse_glossary
-from pipe_embed.pipeline.errors import ConfigError, InputError, PipeError
+from pipe_embed.pipeline.core.errors import ConfigError, InputError, PipeError
+from soupsieve import SelectorSyntaxError
 
 if TYPE_CHECKING:
     from pipe_embed.crawlers.stage import CrawlConfig

@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 from pipe_embed.crawlers.base import PageRef, ParsedPage
 from pipe_embed.crawlers.mediawiki import PARSER_VERSION, parse_glossary
-from pipe_embed.pipeline.errors import PipeError
+from pipe_embed.pipeline.core.errors import PipeError
 
 if TYPE_CHECKING:
     from pipe_embed.crawlers.stage import CrawlConfig

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipe_embed.crawlers.base import Entry, PageRef, ParsedPage
-from pipe_embed.pipeline.errors import PipeError
+from pipe_embed.pipeline.core.errors import PipeError
 
 if TYPE_CHECKING:
     from pipe_embed.crawlers.stage import CrawlConfig

@@ -13,9 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-
 from pipe_embed.mining.candidates import NO_ID, Candidates
-from pipe_embed.pipeline.console import progress_bar
+from pipe_embed.pipeline.core.console import progress_bar
 
 
 @dataclass(frozen=True)
@@ -203,9 +202,16 @@ def bm25_negatives_for_pairs(rows: Sequence[dict], corpus: Sequence[dict] | Sequ
     only documents sharing a term with the anchor are candidates. Fills `hard_negatives`,
     `negative_ids`, `negative_scores` and `positive_score`; a row may get fewer than k.
     """
-    from pipe_embed.mining.corpus import build_corpus, build_exclusions, positive_indices, reduce_min, term_definitions, as_index_array
+    from pipe_embed.mining.corpus import (
+        as_index_array,
+        build_corpus,
+        build_exclusions,
+        positive_indices,
+        reduce_min,
+        term_definitions,
+    )
     from pipe_embed.mining.selection import SelectionParams, select_negatives
-    from pipe_embed.pipeline.pairs import doc_id
+    from pipe_embed.pipeline.core.pairs import doc_id
 
     rows = list(rows)
     if not rows or k <= 0:

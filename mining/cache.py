@@ -17,9 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-
-from pipe_embed.pipeline.console import debug, warn
-from pipe_embed.pipeline.errors import PipeError
+from pipe_embed.pipeline.core.console import debug, warn
+from pipe_embed.pipeline.core.errors import PipeError
 
 KEYS, VECS = ".keys.npy", ".vecs.npy"
 

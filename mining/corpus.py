@@ -13,10 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from pipe_embed.mining.selection import Exclusions
-from pipe_embed.pipeline.errors import InputError
-from pipe_embed.pipeline.pairs import doc_id, iter_jsonl, normalize_key
+from pipe_embed.pipeline.core.errors import InputError
+from pipe_embed.pipeline.core.pairs import doc_id, iter_jsonl, normalize_key
 
 
 @dataclass

@@ -11,8 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-
-from pipe_embed.pipeline.errors import PipeError
+from pipe_embed.pipeline.core.errors import PipeError
 
 
 def load_cross_encoder(name_or_path: str, device: str | None = None) -> Any:
@@ -20,9 +19,8 @@ def load_cross_encoder(name_or_path: str, device: str | None = None) -> Any:
     import os
     from pathlib import Path
 
+    from pipe_embed.pipeline.core.models import resolve_model
     from sentence_transformers import CrossEncoder
-
-    from pipe_embed.training.models import resolve_model
 
     resolved = resolve_model(name_or_path)
     local = Path(resolved).is_dir()

@@ -16,11 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from pipe_embed.mining.cache import EmbeddingCache, text_keys
 from pipe_embed.mining.candidates import Candidates, merge_topk, shard_bounds, sort_rows
-from pipe_embed.pipeline.console import debug, progress_bar
-from pipe_embed.pipeline.errors import PipeError, require
+from pipe_embed.pipeline.core.console import debug, progress_bar
+from pipe_embed.pipeline.core.errors import PipeError, require
 
 INDEX_KINDS = ("flat", "ivf", "hnsw")
 
@@ -30,7 +29,7 @@ class Encoder:
 
     def __init__(self, model: str | Path | None, *, backend: str = "torch", batch_size: int = 64,
                  cache_root: str | Path | None = None, chunk_size: int = 4096, device: str | None = None) -> None:
-        from pipe_embed.training.models import model_fingerprint, resolve_model
+        from pipe_embed.pipeline.core.models import model_fingerprint, resolve_model
 
         self.model_name = str(model) if model is not None else None
         self.path = resolve_model(model)
@@ -51,7 +50,7 @@ class Encoder:
     def model(self) -> Any:
         """The loaded SentenceTransformer (loaded on first use)."""
         if self._model is None:
-            from pipe_embed.training.models import load_model
+            from pipe_embed.pipeline.core.models import load_model
 
             self._model = load_model(self.model_name, device=self.device, backend=self.backend)
         return self._model

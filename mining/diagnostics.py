@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from pipe_embed.mining.candidates import NO_ID, Candidates
 from pipe_embed.mining.selection import Selection
 
@@ -112,9 +111,8 @@ def build_report(*, selection: Selection, cands: Candidates, ranks: np.ndarray, 
 
 def print_table(report: dict[str, Any]) -> None:
     """A short rich table of the diagnostics on stderr."""
+    from pipe_embed.pipeline.core.console import console, quiet
     from rich.table import Table
-
-    from pipe_embed.pipeline.console import console, quiet
 
     if quiet():
         return

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from pipe_embed.pipeline.pairs import write_jsonl
+from pipe_embed.pipeline.core.pairs import write_jsonl
 
 FORMATS = ("flag", "st-ntuple", "st-triplet")
 FILE_NAMES = {"flag": "flag.jsonl", "st-ntuple": "st-ntuple.jsonl", "st-triplet": "st-triplet.jsonl"}

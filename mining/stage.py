@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-
 from pipe_embed.mining.bm25 import TokenizerConfig, make_index, tokenize
 from pipe_embed.mining.candidates import Candidates
 from pipe_embed.mining.corpus import (
@@ -42,13 +41,20 @@ from pipe_embed.mining.selection import (
     score_filter_masks,
     select_negatives,
 )
-from pipe_embed.pipeline.config import as_dict, option
-from pipe_embed.pipeline.console import debug, info, warn
-from pipe_embed.pipeline.errors import ConfigError, PipeError
-from pipe_embed.pipeline.hashing import hash_file
-from pipe_embed.pipeline.pairs import CORPUS_FILE, doc_id, pairs_file, read_corpus, read_pairs, write_jsonl
-from pipe_embed.pipeline.store import Artifact, RunOutcome, StageResult, Store
-from pipe_embed.training.models import DEFAULT_MODEL
+from pipe_embed.pipeline.core.config import as_dict, option
+from pipe_embed.pipeline.core.console import debug, info, warn
+from pipe_embed.pipeline.core.errors import ConfigError, PipeError
+from pipe_embed.pipeline.core.hashing import hash_file
+from pipe_embed.pipeline.core.models import DEFAULT_MODEL
+from pipe_embed.pipeline.core.pairs import (
+    CORPUS_FILE,
+    doc_id,
+    pairs_file,
+    read_corpus,
+    read_pairs,
+    write_jsonl,
+)
+from pipe_embed.pipeline.core.store import Artifact, RunOutcome, StageResult, Store
 
 STAGE = "mine"
 FORMAT_VERSION = 1
@@ -363,7 +369,13 @@ def _merge_previous(config: MineConfig, inp: MineInput, corpus: CandidateCorpus,
 def mine(config: MineConfig, inp: MineInput, workdir: Path, cache_root: Path | None,
          encoder: Any = None) -> StageResult:
     """Mine negatives for the train rows and write the artifact's files into workdir."""
-    from pipe_embed.mining.diagnostics import build_report, plot_histograms, positive_ranks, print_table, round_overlap
+    from pipe_embed.mining.diagnostics import (
+        build_report,
+        plot_histograms,
+        positive_ranks,
+        print_table,
+        round_overlap,
+    )
     from pipe_embed.mining.export import export
 
     started = time.perf_counter()
@@ -396,7 +408,10 @@ def mine(config: MineConfig, inp: MineInput, workdir: Path, cache_root: Path | N
             retrieved.corpus_vectors, cands.ids, band, positives, config.max_positive_similarity)  # type: ignore[arg-type]
     selection: Selection = select_negatives(cands, exclusions, retrieved.positive_scores, params, extra_drops, codes)
     if config.cross_encoder:
-        from pipe_embed.mining.crossencoder import cross_encoder_drops, load_cross_encoder
+        from pipe_embed.mining.crossencoder import (
+            cross_encoder_drops,
+            load_cross_encoder,
+        )
 
         ce = load_cross_encoder(config.cross_encoder)
         drops, _, _ = cross_encoder_drops(ce, anchors, [r["positive"] for r in inp.rows], corpus.texts, cands.ids,
@@ -479,7 +494,7 @@ def mine(config: MineConfig, inp: MineInput, workdir: Path, cache_root: Path | N
 
 def fingerprint_extra(config: MineConfig) -> dict[str, Any]:
     """What besides config and inputs decides the output: model weights, extra corpus content."""
-    from pipe_embed.training.models import model_fingerprint
+    from pipe_embed.pipeline.core.models import model_fingerprint
 
     extra: dict[str, Any] = {}
     if config.dense:
@@ -507,7 +522,7 @@ def run_mine(store: Store, config: MineConfig, source: str | Path | Artifact = "
     inp = load_input(store, source)
     extra = fingerprint_extra(config)
     if config.dense and encoder is None:
-        from pipe_embed.training.models import resolve_model
+        from pipe_embed.pipeline.core.models import resolve_model
 
         if not Path(resolve_model(config.model)).is_dir():
             make_encoder(config, None)  # a model id that is not local: fail now, before any work

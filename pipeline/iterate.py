@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pipe_embed.pipeline.config import as_dict, option
-from pipe_embed.pipeline.console import info
-from pipe_embed.pipeline.errors import ConfigError, PipeError
-from pipe_embed.pipeline.store import Artifact, RunOutcome, StageResult, Store
-from pipe_embed.training.models import DEFAULT_MODEL, model_fingerprint
+from pipe_embed.pipeline.core.config import as_dict, option
+from pipe_embed.pipeline.core.console import info
+from pipe_embed.pipeline.core.errors import ConfigError, PipeError
+from pipe_embed.pipeline.core.models import DEFAULT_MODEL, model_fingerprint
+from pipe_embed.pipeline.core.store import Artifact, RunOutcome, StageResult, Store
 
 STAGE = "iterate"
 FORMAT_VERSION = 1

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipe_embed.pipeline.config import as_dict, option
+from pipe_embed.pipeline.core.config import as_dict, option
+from pipe_embed.pipeline.core.pairs import iter_jsonl, pairs_file
+from pipe_embed.pipeline.core.store import Artifact, RunOutcome, StageResult, Store
 from pipe_embed.pipeline.iterate import read_rounds
-from pipe_embed.pipeline.pairs import iter_jsonl, pairs_file
-from pipe_embed.pipeline.store import Artifact, RunOutcome, StageResult, Store
 
 STAGE = "report"
 FORMAT_VERSION = 1

@@ -26,7 +26,7 @@ def tiny_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture()
 def store(tmp_path: Path):
     """An empty artifact store in a temporary directory."""
-    from pipe_embed.pipeline.store import Store
+    from pipe_embed.pipeline.core.store import Store
 
     return Store(tmp_path / "data")
 

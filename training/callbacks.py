@@ -15,9 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pipe_embed.pipeline.core.console import progress_bar
 from transformers import TrainerCallback
-
-from pipe_embed.pipeline.console import progress_bar
 
 STEP_LOG = "train_log.jsonl"
 

@@ -12,9 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_type_hints
 
-from pipe_embed.pipeline.config import _coerce, build_config, load_config, option, read_config_file
-from pipe_embed.pipeline.errors import ConfigError
-from pipe_embed.training.models import DEFAULT_MODEL
+from pipe_embed.pipeline.core.config import (
+    _coerce,
+    build_config,
+    load_config,
+    option,
+    read_config_file,
+)
+from pipe_embed.pipeline.core.errors import ConfigError
+from pipe_embed.pipeline.core.models import DEFAULT_MODEL
 
 LOSSES = ("mnrl", "cached-mnrl", "gist")
 POOLINGS = ("model", "mean", "cls", "lasttoken", "max")

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pipe_embed.pipeline.pairs import normalize_key
+from pipe_embed.pipeline.core.pairs import normalize_key
 
 
 @dataclass

@@ -17,12 +17,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from pipe_embed.pipeline.config import as_dict
-from pipe_embed.pipeline.console import info
-from pipe_embed.pipeline.errors import PipeError
-from pipe_embed.pipeline.pairs import CORPUS_FILE, SPLITS, pairs_file, read_corpus, read_pairs
-from pipe_embed.pipeline.store import Artifact, RunOutcome, StageResult, Store
+from pipe_embed.pipeline.core.config import as_dict
+from pipe_embed.pipeline.core.console import info
+from pipe_embed.pipeline.core.errors import PipeError
+from pipe_embed.pipeline.core.pairs import (
+    CORPUS_FILE,
+    SPLITS,
+    pairs_file,
+    read_corpus,
+    read_pairs,
+)
+from pipe_embed.pipeline.core.store import Artifact, RunOutcome, StageResult, Store
 from pipe_embed.training.config import EvalConfig
 
 STAGE = "eval"
@@ -195,8 +200,13 @@ def _base_model_of(artifact: Artifact | None) -> str | None:
 def run_eval(store: Store, config: EvalConfig, model_ref_or_path: str, data_ref: str | None,
              compare_base: bool = False, force: bool = False) -> RunOutcome:
     """Score a model (and with `compare_base` its base model) on a held-out split; an eval artifact."""
-    from pipe_embed.training.models import load_model, model_fingerprint, resolve_model
-    from pipe_embed.training.train import pick_device, quiet_libraries
+    from pipe_embed.pipeline.core.models import (
+        load_model,
+        model_fingerprint,
+        pick_device,
+        quiet_libraries,
+        resolve_model,
+    )
 
     model_path, train_artifact = _resolve_model_ref(store, model_ref_or_path)
     if data_ref is None:

@@ -10,23 +10,27 @@ with a model card), `logs/` and `metrics.json`.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import logging
 import os
 import shutil
-import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipe_embed.pipeline.config import as_dict
-from pipe_embed.pipeline.console import debug, info, warn
-from pipe_embed.pipeline.errors import ConfigError, PipeError
-from pipe_embed.pipeline.hashing import hash_file
-from pipe_embed.pipeline.pairs import pairs_file, read_pairs
-from pipe_embed.pipeline.store import Artifact, RunOutcome, StageResult, Store
+from pipe_embed.pipeline.core.config import as_dict
+from pipe_embed.pipeline.core.console import debug, info, warn
+from pipe_embed.pipeline.core.errors import ConfigError, PipeError
+from pipe_embed.pipeline.core.hashing import hash_file
+from pipe_embed.pipeline.core.models import (
+    load_model,
+    model_fingerprint,
+    pick_device,
+    quiet_libraries,
+    resolve_model,
+)
+from pipe_embed.pipeline.core.pairs import pairs_file, read_pairs
+from pipe_embed.pipeline.core.store import Artifact, RunOutcome, StageResult, Store
 from pipe_embed.training.callbacks import (
     STEP_LOG,
     EpochEndCallback,
@@ -38,9 +42,19 @@ from pipe_embed.training.callbacks import (
 )
 from pipe_embed.training.card import write_model_card
 from pipe_embed.training.config import TrainConfig
-from pipe_embed.training.data import TrainingRows, build_rows, negative_columns, to_dataset
-from pipe_embed.training.evaluate import METRIC_NAMES, RetrievalTask, data_dir_for, evaluate_task, retrieval_task
-from pipe_embed.training.models import load_model, model_fingerprint, resolve_model
+from pipe_embed.training.data import (
+    TrainingRows,
+    build_rows,
+    negative_columns,
+    to_dataset,
+)
+from pipe_embed.training.evaluate import (
+    METRIC_NAMES,
+    RetrievalTask,
+    data_dir_for,
+    evaluate_task,
+    retrieval_task,
+)
 
 STAGE = "train"
 FORMAT_VERSION = 1
@@ -53,25 +67,6 @@ NOT_IN_VERSION = ("export_dir",)
 
 
 # -- device and precision --------------------------------------------------------------------------
-
-def pick_device(preference: str = "auto") -> str:
-    """'auto' -> cuda if present, then mps, then cpu; an explicit device must exist."""
-    import torch
-
-    if preference == "auto":
-        if torch.cuda.is_available():
-            return "cuda"
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            return "mps"
-        return "cpu"
-    if preference.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"field 'device': {preference!r} requested but no CUDA GPU is visible",
-                          hint="use --device auto or cpu")
-    if preference == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ConfigError("field 'device': 'mps' requested but Apple MPS is not available", hint="use auto or cpu")
-    return preference
-
 
 def mixed_precision(dtype: str, device: str) -> tuple[bool, bool]:
     """(fp16, bf16) trainer flags for a dtype on a device: mixed precision only where it is supported."""
@@ -103,35 +98,6 @@ def check_qlora(config: TrainConfig, device: str) -> None:
                           hint="use --lora without --qlora on this machine")
     if importlib.util.find_spec("bitsandbytes") is None:
         raise ConfigError("field 'qlora': 4-bit QLoRA needs bitsandbytes", hint="run: pip install bitsandbytes")
-
-
-@contextlib.contextmanager
-def quiet_libraries(verbose: bool = False) -> Iterator[None]:
-    """Silence transformers/datasets chatter and their tqdm bars while training (our bar shows progress)."""
-    import datasets
-    import transformers
-
-    tlog = transformers.utils.logging
-    old_level = tlog.get_verbosity()
-    bars = tlog.is_progress_bar_enabled()
-    st_logger = logging.getLogger("sentence_transformers")
-    st_level = st_logger.level
-    if not verbose:
-        tlog.set_verbosity_error()
-        st_logger.setLevel(logging.ERROR)
-    tlog.disable_progress_bar()
-    datasets.disable_progress_bars()
-    try:
-        with warnings.catch_warnings():
-            if not verbose:  # library deprecation notices (e.g. renamed checkpointing hooks) the user cannot act on
-                warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\.")
-            yield
-    finally:
-        tlog.set_verbosity(old_level)
-        st_logger.setLevel(st_level)
-        if bars:
-            tlog.enable_progress_bar()
-        datasets.enable_progress_bars()
 
 
 # -- model -----------------------------------------------------------------------------------------
@@ -176,7 +142,7 @@ def prepare_model(config: TrainConfig, device: str) -> Any:
 
 def add_lora(model: Any, config: TrainConfig) -> None:
     """Attach LoRA adapters (peft) so only they train."""
-    from pipe_embed.pipeline.errors import require
+    from pipe_embed.pipeline.core.errors import require
 
     peft = require("peft", extra="lora")
     if config.qlora:
@@ -239,7 +205,9 @@ def build_loss(config: TrainConfig, model: Any, device: str) -> Any:
 
 def dev_evaluator(task: RetrievalTask, batch_size: int) -> Any:
     """sentence-transformers' IR evaluator on the dev split (what the trainer tracks)."""
-    from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
+    from sentence_transformers.sentence_transformer.evaluation import (
+        InformationRetrievalEvaluator,
+    )
 
     return InformationRetrievalEvaluator(
         task.queries, task.corpus, task.relevant, name="dev", mrr_at_k=[10], ndcg_at_k=[10],

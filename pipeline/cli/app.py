@@ -9,10 +9,9 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
-
-from pipe_embed.pipeline.console import error, info, set_verbosity
-from pipe_embed.pipeline.errors import PipeError
-from pipe_embed.pipeline.store import RunOutcome, Store
+from pipe_embed.pipeline.core.console import error, info, set_verbosity
+from pipe_embed.pipeline.core.errors import PipeError
+from pipe_embed.pipeline.core.store import RunOutcome, Store
 
 F = TypeVar("F", bound=Callable[..., Any])
 

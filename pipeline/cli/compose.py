@@ -6,10 +6,18 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-
-from pipe_embed.pipeline.cli.app import ConfigFile, DataDir, Force, Quiet, Verbose, command, report, setup
-from pipe_embed.pipeline.compose import ComposeConfig, run_compose
-from pipe_embed.pipeline.config import load_config
+from pipe_embed.pipeline.cli.app import (
+    ConfigFile,
+    DataDir,
+    Force,
+    Quiet,
+    Verbose,
+    command,
+    report,
+    setup,
+)
+from pipe_embed.pipeline.compose.stage import ComposeConfig, run_compose
+from pipe_embed.pipeline.core.config import load_config
 
 
 @command("compose", "Clean glossary rows into split anchor/positive pairs (CSV, TSV, JSONL, Parquet, or a crawl).")

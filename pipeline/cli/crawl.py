@@ -6,9 +6,17 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-
-from pipe_embed.pipeline.cli.app import ConfigFile, DataDir, Force, Quiet, Verbose, command, report, setup
-from pipe_embed.pipeline.config import load_config
+from pipe_embed.pipeline.cli.app import (
+    ConfigFile,
+    DataDir,
+    Force,
+    Quiet,
+    Verbose,
+    command,
+    report,
+    setup,
+)
+from pipe_embed.pipeline.core.config import load_config
 
 
 def _split(value: str | None) -> list[str] | None:
@@ -68,7 +76,7 @@ def crawl(
     art = outcome.artifact
     headline = art.manifest.get("headline", {})
     if not outcome.cached:
-        from pipe_embed.pipeline.console import info
+        from pipe_embed.pipeline.core.console import info
 
         info(f"{headline.get('rows', 0)} rows, {headline.get('terms', 0)} terms from "
              f"{headline.get('pages', 0)} pages ({headline.get('failed', 0)} failed)")

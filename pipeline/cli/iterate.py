@@ -6,10 +6,18 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-
-from pipe_embed.pipeline.cli.app import ConfigFile, DataDir, Force, Quiet, Verbose, command, report, setup
-from pipe_embed.pipeline.config import load_config
-from pipe_embed.pipeline.console import console, info
+from pipe_embed.pipeline.cli.app import (
+    ConfigFile,
+    DataDir,
+    Force,
+    Quiet,
+    Verbose,
+    command,
+    report,
+    setup,
+)
+from pipe_embed.pipeline.core.config import load_config
+from pipe_embed.pipeline.core.console import console, info
 
 
 @command("iterate", "Mine → train → eval for N rounds, re-mining with each new model; early stop on dev.")

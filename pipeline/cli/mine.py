@@ -6,10 +6,18 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-
-from pipe_embed.pipeline.cli.app import ConfigFile, DataDir, Force, Quiet, Verbose, command, report, setup
-from pipe_embed.pipeline.config import load_config
-from pipe_embed.pipeline.console import info
+from pipe_embed.pipeline.cli.app import (
+    ConfigFile,
+    DataDir,
+    Force,
+    Quiet,
+    Verbose,
+    command,
+    report,
+    setup,
+)
+from pipe_embed.pipeline.core.config import load_config
+from pipe_embed.pipeline.core.console import info
 
 
 @command("mine", "Mine hard negatives (bm25, faiss or hybrid) with positive-aware false-negative filters.")
@@ -45,7 +53,7 @@ def mine(
     quiet: Quiet = False,
 ) -> None:
     from pipe_embed.mining.stage import MineConfig, run_mine, warm_cache
-    from pipe_embed.pipeline.errors import ConfigError
+    from pipe_embed.pipeline.core.errors import ConfigError
 
     store = setup(data_dir, verbose, quiet)
     cfg = load_config(MineConfig, "mine", config, {

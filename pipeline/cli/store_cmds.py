@@ -7,11 +7,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pipe_embed.pipeline.cli.app import DataDir, command, setup
+from pipe_embed.pipeline.core.listing import artifact_rows
 from rich.console import Console
 from rich.table import Table
-
-from pipe_embed.pipeline.cli.app import DataDir, command, setup
-from pipe_embed.pipeline.listing import artifact_rows
 
 
 @command("ls", "List artifacts, newest first, with time, inputs and headline stats.")

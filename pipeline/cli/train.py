@@ -6,8 +6,16 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-
-from pipe_embed.pipeline.cli.app import ConfigFile, DataDir, Force, Quiet, Verbose, command, report, setup
+from pipe_embed.pipeline.cli.app import (
+    ConfigFile,
+    DataDir,
+    Force,
+    Quiet,
+    Verbose,
+    command,
+    report,
+    setup,
+)
 
 
 @command("train", "Fine-tune an embedding model on in-batch plus mined negatives (resumes a killed run).")

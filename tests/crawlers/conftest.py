@@ -8,11 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pytest_httpserver import HTTPServer
-from werkzeug import Request, Response
-
 from pipe_embed.crawlers.http import HttpSettings
 from pipe_embed.crawlers.stage import CrawlConfig
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "wikipedia"
 FAST = {"rate_limit": 0.0, "timeout": 5.0, "retries": 2, "backoff": 0.01, "max_wait": 5.0}

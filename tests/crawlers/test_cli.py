@@ -5,9 +5,9 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from pipe_embed.pipeline.cli import app
 from typer.testing import CliRunner
 
-from pipe_embed.pipeline.cli import app
 from tests.crawlers.conftest import FIXTURES, base_url, serve_robots
 
 runner = CliRunner()

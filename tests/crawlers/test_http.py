@@ -9,9 +9,9 @@ from email.utils import formatdate
 from pathlib import Path
 
 import pytest
+from pipe_embed.crawlers.http import FetchError, PoliteClient, netloc, parse_retry_after
 from werkzeug import Request, Response
 
-from pipe_embed.crawlers.http import FetchError, PoliteClient, netloc, parse_retry_after
 from tests.crawlers.conftest import etag_handler, serve_robots
 
 PAGE = b"<html><body><dl><dt>term</dt><dd>definition</dd></dl></body></html>"

@@ -7,8 +7,12 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-
-from pipe_embed.crawlers.mediawiki import is_truncated, page_revision, parse_glossary, split_aliases
+from pipe_embed.crawlers.mediawiki import (
+    is_truncated,
+    page_revision,
+    parse_glossary,
+    split_aliases,
+)
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "wikipedia"
 PIECE_ICONS = {"bishop", "king", "knight", "pawn", "rook"}

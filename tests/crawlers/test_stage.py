@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
-
 from pipe_embed.crawlers.stage import COLUMNS, GLOSSARY_FILE, PAGES_FILE, run_crawl
-from pipe_embed.pipeline.errors import ConfigError, PipeError
+from pipe_embed.pipeline.core.errors import ConfigError, PipeError
+
 from tests.crawlers.conftest import FIXTURES, base_url, etag_handler, serve_robots
 
 CHESS = (FIXTURES / "glossary_of_chess.html").read_bytes()

@@ -6,10 +6,15 @@ import csv
 from pathlib import Path
 
 import pytest
-
 from pipe_embed.crawlers.stage import GLOSSARY_FILE, run_crawl
-from pipe_embed.crawlers.url import SelectorSpec, parse_selector_flags, parse_with_selectors, resolve_spec
-from pipe_embed.pipeline.errors import ConfigError, InputError
+from pipe_embed.crawlers.url import (
+    SelectorSpec,
+    parse_selector_flags,
+    parse_with_selectors,
+    resolve_spec,
+)
+from pipe_embed.pipeline.core.errors import ConfigError, InputError
+
 from tests.crawlers.conftest import serve_robots
 
 CARDS = b"""<html><head><link rel="canonical" href="https://example.org/terms"></head><body>
@@ -85,7 +90,7 @@ def test_url_source_with_selectors(store, server, make_config):
 
 
 def test_url_source_needs_urls(make_config, store):
-    from pipe_embed.pipeline.errors import PipeError
+    from pipe_embed.pipeline.core.errors import PipeError
 
     with pytest.raises(PipeError, match="no pages"):
         run_crawl(store, make_config(sources=["url"]))

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import pytest
-
 from pipe_embed.crawlers.registry import get_source, source_names
-from pipe_embed.crawlers.wikipedia_glossary import DEFAULT_PAGES, available_samples, sample_name, title_path
-from pipe_embed.pipeline.errors import PipeError
+from pipe_embed.crawlers.wikipedia_glossary import (
+    DEFAULT_PAGES,
+    available_samples,
+    sample_name,
+    title_path,
+)
+from pipe_embed.pipeline.core.errors import PipeError
 
 
 def test_curated_default_list():

@@ -6,10 +6,14 @@ import csv
 from pathlib import Path
 
 import pytest
-
 from pipe_embed.crawlers.stage import GLOSSARY_FILE, run_crawl
-from pipe_embed.crawlers.wordnet import find_wordnet_dir, gloss_definition, lemma_text, parse_data_file
-from pipe_embed.pipeline.errors import PipeError
+from pipe_embed.crawlers.wordnet import (
+    find_wordnet_dir,
+    gloss_definition,
+    lemma_text,
+    parse_data_file,
+)
+from pipe_embed.pipeline.core.errors import PipeError
 
 HEADER = "  1 This software and database is being provided to you, the LICENSEE, by  \n" \
          "  2 Princeton University under the following license. WordNet 3.0 Copyright 2006  \n"

@@ -6,10 +6,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from pipe_embed.pipeline.hashing import hash_value
-from pipe_embed.pipeline.pairs import CORPUS_FILE, anchor_id, doc_id, pairs_file, write_jsonl
-from pipe_embed.pipeline.store import Artifact, StageResult, Store
+from pipe_embed.pipeline.core.hashing import hash_value
+from pipe_embed.pipeline.core.pairs import (
+    CORPUS_FILE,
+    anchor_id,
+    doc_id,
+    pairs_file,
+    write_jsonl,
+)
+from pipe_embed.pipeline.core.store import Artifact, StageResult, Store
 
 GLOSSARY = [
     ("rook", "a chess piece that moves along ranks and files"),

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from pipe_embed.mining.bm25 import (
     TokenizerConfig,
     bm25_negatives_for_pairs,
@@ -14,8 +13,15 @@ from pipe_embed.mining.bm25 import (
     tie_aware_overlap,
     tokenize,
 )
-from pipe_embed.pipeline.pairs import normalize_key
-from tests.mining.conftest import GLOSSARY, ROOK_DUPLICATE, ROOK_SECOND, chess_pairs, row
+from pipe_embed.pipeline.core.pairs import normalize_key
+
+from tests.mining.conftest import (
+    GLOSSARY,
+    ROOK_DUPLICATE,
+    ROOK_SECOND,
+    chess_pairs,
+    row,
+)
 
 
 def test_tokenizer_options():

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
-
-from pipe_embed.mining.candidates import Candidates, concat_queries, merge_topk, shard_bounds, sort_rows
+from pipe_embed.mining.candidates import (
+    Candidates,
+    concat_queries,
+    merge_topk,
+    shard_bounds,
+    sort_rows,
+)
 from pipe_embed.mining.hybrid import rrf_fuse
 
 

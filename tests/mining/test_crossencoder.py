@@ -6,11 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from pipe_embed.mining.crossencoder import cross_encoder_drops
 from pipe_embed.mining.stage import MineConfig, run_mine
-from pipe_embed.pipeline.errors import PipeError
-from pipe_embed.pipeline.store import Artifact, Store
+from pipe_embed.pipeline.core.errors import PipeError
+from pipe_embed.pipeline.core.store import Artifact, Store
 
 
 class FakeCrossEncoder:

@@ -6,10 +6,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from pipe_embed.mining.cache import EmbeddingCache, text_keys
 from pipe_embed.mining.candidates import sort_rows
-from pipe_embed.mining.dense import Encoder, IndexParams, build_index, dense_search, search_index
+from pipe_embed.mining.dense import (
+    Encoder,
+    IndexParams,
+    build_index,
+    dense_search,
+    search_index,
+)
+
 from tests.mining.conftest import GLOSSARY
 
 TEXTS = [d for _, d in GLOSSARY]

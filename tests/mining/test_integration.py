@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from pipe_embed.mining.stage import MineConfig, run_mine
-from pipe_embed.pipeline.pairs import normalize_key, read_pairs
-from pipe_embed.pipeline.store import Store
+from pipe_embed.pipeline.core.pairs import normalize_key, read_pairs
+from pipe_embed.pipeline.core.store import Store
+
 from tests.mining.conftest import chess_pairs, make_compose, row
 
 pytestmark = pytest.mark.integration

@@ -8,12 +8,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from pipe_embed.mining.stage import MineConfig, run_mine
-from pipe_embed.pipeline.errors import ConfigError, PipeError
-from pipe_embed.pipeline.pairs import normalize_key, read_jsonl, read_pairs
-from pipe_embed.pipeline.store import Artifact, Store
-from tests.mining.conftest import ROOK_DEV, ROOK_DUPLICATE, ROOK_SECOND, make_compose, row
+from pipe_embed.pipeline.core.errors import ConfigError, PipeError
+from pipe_embed.pipeline.core.pairs import normalize_key, read_jsonl, read_pairs
+from pipe_embed.pipeline.core.store import Artifact, Store
+
+from tests.mining.conftest import (
+    ROOK_DEV,
+    ROOK_DUPLICATE,
+    ROOK_SECOND,
+    make_compose,
+    row,
+)
 
 
 def mined_rows(artifact: Artifact) -> dict[str, dict]:
@@ -163,7 +169,7 @@ def test_bad_input_is_one_clear_error_and_leaves_nothing(store: Store, tiny_mode
 
 
 def _fake(store: Store) -> Artifact:
-    from pipe_embed.pipeline.store import StageResult
+    from pipe_embed.pipeline.core.store import StageResult
 
     return store.run(stage="train", format_version=1, config={}, inputs=[],
                      build=lambda work: StageResult()).artifact

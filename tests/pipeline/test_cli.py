@@ -6,9 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
-
 from pipe_embed.pipeline.cli import app
+from typer.testing import CliRunner
 
 runner = CliRunner()
 

@@ -6,13 +6,19 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-
 from pipe_embed.crawlers.stage import CrawlConfig, run_crawl
 from pipe_embed.mining.stage import MineConfig
-from pipe_embed.pipeline.compose import ComposeConfig, run_compose
-from pipe_embed.pipeline.iterate import IterateConfig, RoundResult, best_round, iterate_rounds, read_rounds, run_iterate
+from pipe_embed.pipeline.compose.stage import ComposeConfig, run_compose
+from pipe_embed.pipeline.core.store import Store
+from pipe_embed.pipeline.iterate import (
+    IterateConfig,
+    RoundResult,
+    best_round,
+    iterate_rounds,
+    read_rounds,
+    run_iterate,
+)
 from pipe_embed.pipeline.report import ReportConfig, run_report
-from pipe_embed.pipeline.store import Store
 from pipe_embed.training.config import EvalConfig, TrainConfig
 
 
@@ -94,7 +100,7 @@ def test_best_round_is_never_worse_than_round_one():
 
 
 def test_bad_iterate_config():
-    from pipe_embed.pipeline.errors import ConfigError
+    from pipe_embed.pipeline.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="rounds"):
         IterateConfig(rounds=0).validate()
@@ -158,9 +164,8 @@ def test_two_rounds_resume_after_kill_cache_hits_and_report(store: Store, chess_
 
 
 def test_iterate_cli_prints_table(tmp_path: Path, chess_html: Path, tiny_model_path: Path):
-    from typer.testing import CliRunner
-
     from pipe_embed.pipeline.cli import app
+    from typer.testing import CliRunner
 
     store = Store(tmp_path / "data")
     compose = _chess_compose(store, chess_html, rows=60)

@@ -6,7 +6,8 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from pipe_embed.pipeline.store import Artifact, Store
+from pipe_embed.pipeline.core.store import Artifact, Store
+
 from tests.training.conftest import _row, make_compose, make_mine
 
 
@@ -50,7 +51,7 @@ def mine_with_model(store: Store, compose: Artifact, model: Any, *, top: int = 3
                     relative_margin: float = 0.05) -> Artifact:
     """Hard negatives from the base model: the best-scoring other definitions, kept only when they score
     below (1 - margin) x the positive's score (the false-negative guard mining uses)."""
-    from pipe_embed.pipeline.pairs import read_pairs
+    from pipe_embed.pipeline.core.pairs import read_pairs
 
     rows = read_pairs(compose.file("pairs.jsonl"))
     texts = sorted({p for r in rows for p in r["positives"]})

@@ -6,9 +6,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from pipe_embed.pipeline.pairs import CORPUS_FILE, anchor_id, doc_id, pairs_file, write_jsonl
-from pipe_embed.pipeline.store import Artifact, StageResult, Store
+from pipe_embed.pipeline.core.pairs import (
+    CORPUS_FILE,
+    anchor_id,
+    doc_id,
+    pairs_file,
+    write_jsonl,
+)
+from pipe_embed.pipeline.core.store import Artifact, StageResult, Store
 
 GLOSSARY = [
     ("rook", "a chess piece that moves along ranks and files"),
@@ -69,7 +74,7 @@ def make_compose(store: Store, splits: dict[str, list[dict[str, Any]]] | None = 
 
 def make_mine(store: Store, compose: Artifact, negatives: dict[str, list[str]] | None = None) -> Artifact:
     """A mine-like artifact on top of `compose`: train rows with a variable number of hard negatives."""
-    from pipe_embed.pipeline.pairs import read_pairs
+    from pipe_embed.pipeline.core.pairs import read_pairs
 
     rows = read_pairs(compose.file(pairs_file("train")))
     if negatives is None:

@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from typer.testing import CliRunner
-
 from pipe_embed.pipeline.cli import app
-from pipe_embed.pipeline.store import Store
+from pipe_embed.pipeline.core.store import Store
+from typer.testing import CliRunner
 
 runner = CliRunner()
 

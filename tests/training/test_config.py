@@ -6,9 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
-
-from pipe_embed.pipeline.errors import ConfigError
-from pipe_embed.training.config import is_seed_config, load_eval_config, load_train_config
+from pipe_embed.pipeline.core.errors import ConfigError
+from pipe_embed.training.config import (
+    is_seed_config,
+    load_eval_config,
+    load_train_config,
+)
 
 SEED = {
     "model_id": "sentence-transformers/all-MiniLM-L6-v2",

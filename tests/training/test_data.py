@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipe_embed.pipeline.pairs import normalize_key
+from pipe_embed.pipeline.core.pairs import normalize_key
 from pipe_embed.training.data import build_rows, negative_columns, to_dataset
 
 

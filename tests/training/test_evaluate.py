@@ -6,10 +6,15 @@ import math
 from pathlib import Path
 
 import pytest
-
-from pipe_embed.pipeline.store import Store
-from pipe_embed.training.evaluate import METRIC_NAMES, ranking_metrics, retrieval_task, run_eval, evaluate_task
+from pipe_embed.pipeline.core.store import Store
 from pipe_embed.training.config import EvalConfig
+from pipe_embed.training.evaluate import (
+    METRIC_NAMES,
+    evaluate_task,
+    ranking_metrics,
+    retrieval_task,
+    run_eval,
+)
 
 
 def test_ranking_metrics_by_hand() -> None:
@@ -38,7 +43,9 @@ def test_tasks_forward_and_reverse(compose_artifact) -> None:
 def test_agrees_with_information_retrieval_evaluator(tiny_model_path: Path, compose_artifact,
                                                      split: str, reverse: bool) -> None:
     from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
+    from sentence_transformers.sentence_transformer.evaluation import (
+        InformationRetrievalEvaluator,
+    )
 
     model = SentenceTransformer(str(tiny_model_path), device="cpu")
     task = retrieval_task(compose_artifact.path, split, reverse=reverse)
@@ -66,7 +73,9 @@ def test_run_eval_writes_an_artifact(store: Store, tiny_model_path: Path, compos
 def test_reverse_direction_swaps_prompt_roles(tiny_model_path: Path, compose_artifact) -> None:
     """Definitions asking for terms are encoded as documents (passage prompt), terms as queries."""
     from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
+    from sentence_transformers.sentence_transformer.evaluation import (
+        InformationRetrievalEvaluator,
+    )
 
     model = SentenceTransformer(str(tiny_model_path), device="cpu")
     model.prompts.update(query="query: ", document="passage: ")

@@ -6,12 +6,12 @@ import os
 from pathlib import Path
 
 import pytest
-
-from pipe_embed.pipeline.store import Store
-from tests.training.chess import chess_compose, mine_with_model
+from pipe_embed.pipeline.core.models import load_model
+from pipe_embed.pipeline.core.store import Store
 from pipe_embed.training.config import TrainConfig
-from pipe_embed.training.models import load_model
 from pipe_embed.training.train import run_train
+
+from tests.training.chess import chess_compose, mine_with_model
 
 pytestmark = pytest.mark.integration
 

@@ -6,13 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
-from transformers import TrainerCallback
-
-from pipe_embed.pipeline.errors import ConfigError, PipeError
-from pipe_embed.pipeline.store import Store
+from pipe_embed.pipeline.core.errors import ConfigError, PipeError
+from pipe_embed.pipeline.core.store import Store
 from pipe_embed.training.config import TrainConfig
 from pipe_embed.training.evaluate import METRIC_NAMES, evaluate_task, retrieval_task
 from pipe_embed.training.train import CHECKPOINTS, MODEL_DIR, run_train
+from transformers import TrainerCallback
 
 
 def tiny_config(model: Path, **overrides) -> TrainConfig:
@@ -185,8 +184,12 @@ def test_qlora_merge_path_reloads_the_base_and_merges_there(tiny_model_path: Pat
     """The QLoRA merge (adapters moved onto a freshly loaded full-precision base) on CPU, minus the 4 bits."""
     import numpy as np
     import torch
-
-    from pipe_embed.training.train import add_lora, merge_lora, merge_qlora, prepare_model
+    from pipe_embed.training.train import (
+        add_lora,
+        merge_lora,
+        merge_qlora,
+        prepare_model,
+    )
 
     config = tiny_config(tiny_model_path, lora=True, lora_r=4)
     model = prepare_model(config, "cpu")

@@ -13,7 +13,7 @@ import types
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
-from pipe_embed.pipeline.errors import ConfigError
+from pipe_embed.pipeline.core.errors import ConfigError
 
 if sys.version_info >= (3, 11):
     import tomllib

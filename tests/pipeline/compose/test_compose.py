@@ -7,11 +7,16 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
-from pipe_embed.pipeline.compose import ComposeConfig, run_compose
-from pipe_embed.pipeline.errors import ConfigError, PipeError
-from pipe_embed.pipeline.pairs import CORPUS_FILE, doc_id, pairs_file, read_corpus, read_pairs
-from pipe_embed.pipeline.store import StageResult, Store
+from pipe_embed.pipeline.compose.stage import ComposeConfig, run_compose
+from pipe_embed.pipeline.core.errors import ConfigError, PipeError
+from pipe_embed.pipeline.core.pairs import (
+    CORPUS_FILE,
+    doc_id,
+    pairs_file,
+    read_corpus,
+    read_pairs,
+)
+from pipe_embed.pipeline.core.store import StageResult, Store
 
 DEFS = {
     "Rook": "A piece that moves along ranks and files.",

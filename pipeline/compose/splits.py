@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import hashlib
 
-from pipe_embed.pipeline.errors import ConfigError
-from pipe_embed.pipeline.pairs import normalize_key
+from pipe_embed.pipeline.core.errors import ConfigError
+from pipe_embed.pipeline.core.pairs import normalize_key
 
 
 def split_of(anchor: str, dev_fraction: float, test_fraction: float, seed: int) -> str:

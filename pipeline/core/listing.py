@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipe_embed.pipeline.store import Store
+from pipe_embed.pipeline.core.store import Store
 
 
 def artifact_rows(store: Store, stage: str | None = None) -> list[dict[str, Any]]:

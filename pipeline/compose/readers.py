@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipe_embed.pipeline.errors import InputError
-from pipe_embed.pipeline.pairs import iter_jsonl
+from pipe_embed.pipeline.core.errors import InputError
+from pipe_embed.pipeline.core.pairs import iter_jsonl
 
 KNOWN_COLUMNS: list[tuple[str, str]] = [
     ("term", "definition"),

@@ -12,12 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipe_embed.pipeline.cleaning import clean_text, drop_reason
-from pipe_embed.pipeline.config import as_dict, option
-from pipe_embed.pipeline.console import info, track
-from pipe_embed.pipeline.errors import ConfigError, PipeError
-from pipe_embed.pipeline.hashing import hash_file
-from pipe_embed.pipeline.pairs import (
+from pipe_embed.pipeline.compose.cleaning import clean_text, drop_reason
+from pipe_embed.pipeline.compose.readers import RawRow, read_rows
+from pipe_embed.pipeline.compose.splits import split_of
+from pipe_embed.pipeline.core.config import as_dict, option
+from pipe_embed.pipeline.core.console import info, track
+from pipe_embed.pipeline.core.errors import ConfigError, PipeError
+from pipe_embed.pipeline.core.hashing import hash_file
+from pipe_embed.pipeline.core.pairs import (
     CORPUS_FILE,
     SPLITS,
     anchor_id,
@@ -26,9 +28,7 @@ from pipe_embed.pipeline.pairs import (
     pairs_file,
     write_jsonl,
 )
-from pipe_embed.pipeline.readers import RawRow, read_rows
-from pipe_embed.pipeline.splits import split_of
-from pipe_embed.pipeline.store import Artifact, RunOutcome, StageResult, Store
+from pipe_embed.pipeline.core.store import Artifact, RunOutcome, StageResult, Store
 
 STAGE = "compose"
 FORMAT_VERSION = 1

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
-
-from pipe_embed.pipeline.cleaning import clean_text, drop_reason
-from pipe_embed.pipeline.pairs import anchor_id, doc_id, normalize_key
-from pipe_embed.pipeline.splits import split_of
+from pipe_embed.pipeline.compose.cleaning import clean_text, drop_reason
+from pipe_embed.pipeline.compose.splits import split_of
+from pipe_embed.pipeline.core.pairs import anchor_id, doc_id, normalize_key
 
 
 @pytest.mark.parametrize("raw, expected", [

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from pipe_embed.pipeline.errors import InputError
+from pipe_embed.pipeline.core.errors import InputError
 
 SPLITS = ("train", "dev", "test")
 CORPUS_FILE = "corpus.jsonl"

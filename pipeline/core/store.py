@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from pipe_embed.pipeline import __version__
-from pipe_embed.pipeline.errors import PipeError
-from pipe_embed.pipeline.hashing import canonical_json, hash_file, hash_value
+from pipe_embed.pipeline.core.errors import PipeError
+from pipe_embed.pipeline.core.hashing import canonical_json, hash_file, hash_value
 
 MANIFEST = "manifest.json"
 SCHEMA_VERSION = 1

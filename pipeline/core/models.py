@@ -7,14 +7,18 @@ the weights' hash, never on the name.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
 import os
+import warnings
+from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from pipe_embed.pipeline.errors import PipeError
+from pipe_embed.pipeline.core.errors import ConfigError, PipeError
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 _BUNDLED_ALIASES = {DEFAULT_MODEL, "all-MiniLM-L6-v2"}
@@ -108,3 +112,54 @@ def model_info(path: str | Path) -> dict[str, Any]:
         data = json.loads(cfg.read_text())
         info.update({k: data[k] for k in ("model_type", "hidden_size", "_name_or_path") if k in data})
     return info
+
+
+# -- device and library noise -----------------------------------------------------------------
+
+def pick_device(preference: str = "auto") -> str:
+    """'auto' -> cuda if present, then mps, then cpu; an explicit device must exist."""
+    import torch
+
+    if preference == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return "mps"
+        return "cpu"
+    if preference.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"field 'device': {preference!r} requested but no CUDA GPU is visible",
+                          hint="use --device auto or cpu")
+    if preference == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ConfigError("field 'device': 'mps' requested but Apple MPS is not available", hint="use auto or cpu")
+    return preference
+
+
+
+@contextlib.contextmanager
+def quiet_libraries(verbose: bool = False) -> Iterator[None]:
+    """Silence transformers/datasets chatter and their tqdm bars while training (our bar shows progress)."""
+    import datasets
+    import transformers
+
+    tlog = transformers.utils.logging
+    old_level = tlog.get_verbosity()
+    bars = tlog.is_progress_bar_enabled()
+    st_logger = logging.getLogger("sentence_transformers")
+    st_level = st_logger.level
+    if not verbose:
+        tlog.set_verbosity_error()
+        st_logger.setLevel(logging.ERROR)
+    tlog.disable_progress_bar()
+    datasets.disable_progress_bars()
+    try:
+        with warnings.catch_warnings():
+            if not verbose:  # library deprecation notices (e.g. renamed checkpointing hooks) the user cannot act on
+                warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\.")
+            yield
+    finally:
+        tlog.set_verbosity(old_level)
+        st_logger.setLevel(st_level)
+        if bars:
+            tlog.enable_progress_bar()
+        datasets.enable_progress_bars()

@@ -9,9 +9,14 @@ import time
 from pathlib import Path
 
 import pytest
-
-from pipe_embed.pipeline.errors import PipeError
-from pipe_embed.pipeline.store import MANIFEST, Artifact, StageResult, Store, fingerprint
+from pipe_embed.pipeline.core.errors import PipeError
+from pipe_embed.pipeline.core.store import (
+    MANIFEST,
+    Artifact,
+    StageResult,
+    Store,
+    fingerprint,
+)
 
 
 def _writer(text: str, calls: list[int] | None = None):
