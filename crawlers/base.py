@@ -1,13 +1,14 @@
-"""Shapes every source shares: a page to read, a glossary entry, a parsed page, the Source protocol."""
+"""Shapes every source shares: a page to read, a glossary entry, a parsed page, the Source protocol.
+
+The bottom of the crawler package: it imports nothing from it. Sources read their settings through
+`SourceOptions`, which the crawl stage's `CrawlConfig` satisfies, so no source imports the stage.
+"""
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
-
-if TYPE_CHECKING:
-    from pipe_embed.crawlers.stage import CrawlConfig
+from typing import Protocol
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,21 @@ class ParsedPage:
         self.dropped[reason] += n
 
 
+class SourceOptions(Protocol):
+    """The crawl settings sources read (crawlers.config.CrawlConfig has them, with their docs)."""
+
+    pages: list[str]
+    urls: list[str]
+    inputs: list[str]
+    lang: str
+    base_url: str
+    dry_run: bool
+    wordnet_dir: str
+    selectors: str
+    spec: str
+    license: str
+
+
 class Source(Protocol):
     """A glossary source: lists the pages it wants and parses one page's bytes into entries."""
 
@@ -62,10 +78,10 @@ class Source(Protocol):
     parser_version: int
     needs_html: bool
 
-    def pages(self, config: CrawlConfig) -> list[PageRef]:
+    def pages(self, config: SourceOptions) -> list[PageRef]:
         """The pages to read for this config (no I/O beyond listing local files)."""
         ...
 
-    def parse(self, ref: PageRef, content: bytes, config: CrawlConfig) -> ParsedPage:
+    def parse(self, ref: PageRef, content: bytes, config: SourceOptions) -> ParsedPage:
         """Entries of one page from its raw bytes."""
         ...

@@ -2,8 +2,10 @@
 
 - a descriptive User-Agent; robots.txt honoured per RFC 9309 (4xx: allowed, unreachable: not);
 - at most `rate_limit` requests per second per host (default 1), every request counted;
-- timeouts; retries with exponential backoff on 429, 5xx, timeouts and connection errors, waiting
-  what a Retry-After header says (seconds or HTTP date) when it says so;
+- a timeout on every read and a deadline on each whole request (headers and body): a body that
+  stalls, drips or is cut short is retried like a 5xx; retries with exponential backoff on 429, 5xx,
+  timeouts and connection errors, waiting what a Retry-After header says when it says so; a host
+  name that does not resolve is not retried;
 - an on-disk response cache revalidated with If-None-Match / If-Modified-Since, so a re-crawl
   downloads nothing that has not changed (a 304 serves the cached bytes);
 - only the hosts it was configured with, redirects included; a maximum response size.
@@ -15,6 +17,8 @@ import email.utils
 import hashlib
 import json
 import os
+import re
+import socket
 import time
 import urllib.robotparser
 from collections.abc import Callable
@@ -25,12 +29,17 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import requests
+import urllib3.exceptions
 from pipe_embed.pipeline import __version__
 
 DEFAULT_USER_AGENT = (f"pipe-embed/{__version__} (glossary crawler for embedding fine-tuning; "
                       f"https://pypi.org/project/pipe-embed/) python-requests/{requests.__version__}")
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504, 520, 521, 522, 523, 524})
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+# Failures that say the host (or the way to it) is down rather than anything about one page.
+NETWORK_KINDS = frozenset({"dns", "connection", "timeout", "incomplete", "deadline"})
+DEADLINE_FACTOR = 4  # the default deadline of one request, in timeouts
+READ_CHUNK = 65536
 
 
 @dataclass
@@ -46,6 +55,12 @@ class HttpSettings:
     max_bytes: int = 20 * 1024 * 1024
     respect_robots: bool = True
     max_redirects: int = 5
+    deadline: float = 0.0  # seconds for one request, headers and body; 0 = DEADLINE_FACTOR x timeout
+
+    @property
+    def request_deadline(self) -> float:
+        """Seconds one request may take from sending it to its last body byte."""
+        return self.deadline if self.deadline > 0 else DEADLINE_FACTOR * self.timeout
 
 
 class FetchError(Exception):
@@ -59,6 +74,18 @@ class FetchError(Exception):
         self.kind = kind
         self.status = status
         self.attempts = attempts
+
+
+class _Retry(Exception):
+    """One attempt failed in a way worth another try (5xx, timeout, a cut or stalled body)."""
+
+    def __init__(self, reason: str, kind: str, status: int | None = None,
+                 retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.kind = kind
+        self.status = status
+        self.retry_after = retry_after
 
 
 @dataclass
@@ -79,6 +106,17 @@ class Response:
 
 
 @dataclass
+class _Reply:
+    """What one GET ended with after retries and redirects: status, headers, the whole body of a 200."""
+
+    url: str
+    status: int
+    headers: requests.structures.CaseInsensitiveDict
+    body: bytes
+    attempts: int
+
+
+@dataclass
 class ClientStats:
     """What the client did on the wire."""
 
@@ -86,16 +124,16 @@ class ClientStats:
     downloads: int = 0
     not_modified: int = 0
     retries: int = 0
+    broken_bodies: int = 0
     bytes_downloaded: int = 0
     robots_blocked: int = 0
     waits: list[float] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {"requests": self.requests, "downloads": self.downloads, "not_modified": self.not_modified,
-                "retries": self.retries, "bytes_downloaded": self.bytes_downloaded,
-                "robots_blocked": self.robots_blocked, "seconds_waited": round(sum(self.waits), 3)}
-
-
+                "retries": self.retries, "broken_bodies": self.broken_bodies,
+                "bytes_downloaded": self.bytes_downloaded, "robots_blocked": self.robots_blocked,
+                "seconds_waited": round(sum(self.waits), 3)}
 class ResponseCache:
     """Bodies and validators (ETag, Last-Modified) on disk, one pair of files per URL."""
 
@@ -162,6 +200,22 @@ def netloc(url: str) -> str:
     return urlsplit(url).netloc.lower()
 
 
+def _amount(size: int, declared: int | None) -> str:
+    return f"{size:,} of {declared:,} bytes" if declared is not None else f"{size:,} bytes"
+
+
+def _declared_length(response: requests.Response) -> int | None:
+    value = response.headers.get("Content-Length", "")
+    return int(value) if value.isdigit() else None
+
+
+def _socket_of(response: requests.Response) -> socket.socket | None:
+    """The socket a streamed response reads from (urllib3 2), or None when it cannot be reached."""
+    connection = getattr(response.raw, "connection", None)
+    sock = getattr(connection, "sock", None)
+    return sock if hasattr(sock, "settimeout") else None
+
+
 class PoliteClient:
     """Fetches URLs of the allowed hosts with rate limit, robots.txt, retries and a revalidated cache."""
 
@@ -203,23 +257,82 @@ class PoliteClient:
             raise FetchError(url, f"host {parts.netloc} is not one of the configured sources' hosts",
                              kind="host-not-allowed")
 
-    def _read_body(self, url: str, response: requests.Response) -> bytes:
-        limit = self.settings.max_bytes
-        declared = response.headers.get("Content-Length")
-        if declared and declared.isdigit() and int(declared) > limit:
-            response.close()
-            raise FetchError(url, f"response of {declared} bytes is over the {limit}-byte limit",
-                             kind="too-large", status=response.status_code)
+    def _read_body(self, url: str, response: requests.Response, deadline_at: float) -> bytes:
+        """The whole body of a streamed response within the request's deadline (closes the response).
+
+        Reads what has arrived (read1), so a server dripping bytes cannot outlast the deadline, with
+        each wait bounded by the timeout; a stalled, dripping or cut body raises _Retry.
+        """
+        settings = self.settings
+        limit = settings.max_bytes
+        declared = _declared_length(response)
+        sock = _socket_of(response)
         chunks: list[bytes] = []
         size = 0
-        for chunk in response.iter_content(chunk_size=65536):
-            size += len(chunk)
-            if size > limit:
-                response.close()
-                raise FetchError(url, f"response is over the {limit}-byte limit", kind="too-large",
-                                 status=response.status_code)
-            chunks.append(chunk)
+        remaining = settings.timeout
+        try:
+            if declared is not None and declared > limit:
+                raise FetchError(url, f"response of {declared} bytes is over the {limit}-byte limit",
+                                 kind="too-large", status=response.status_code)
+            while True:
+                remaining = deadline_at - time.monotonic()
+                if remaining <= 0:
+                    raise _Retry(f"body not complete within the {settings.request_deadline:g}-second deadline "
+                                 f"({_amount(size, declared)} received)", kind="deadline")
+                if sock is not None:
+                    sock.settimeout(min(settings.timeout, remaining))
+                chunk = response.raw.read1(READ_CHUNK, decode_content=True)
+                if not chunk:
+                    break
+                size += len(chunk)
+                if size > limit:
+                    raise FetchError(url, f"response is over the {limit}-byte limit", kind="too-large",
+                                     status=response.status_code)
+                chunks.append(chunk)
+        except (urllib3.exceptions.ReadTimeoutError, socket.timeout):
+            if time.monotonic() >= deadline_at - 0.001:
+                raise _Retry(f"body not complete within the {settings.request_deadline:g}-second deadline "
+                             f"({_amount(size, declared)} received)", kind="deadline") from None
+            raise _Retry(f"body stalled: nothing for {min(settings.timeout, remaining):g} s after "
+                         f"{_amount(size, declared)}", kind="timeout") from None
+        except urllib3.exceptions.DecodeError as exc:
+            raise FetchError(url, f"cannot decode the body ({_short(exc)})", kind="bad-encoding",
+                             status=response.status_code) from None
+        except (urllib3.exceptions.HTTPError, OSError):
+            raise _Retry(f"connection closed after {_amount(size, declared)}", kind="incomplete") from None
+        finally:
+            response.close()
         return b"".join(chunks)
+
+    def _attempt(self, url: str, headers: dict[str, str]) -> tuple[requests.Response, bytes]:
+        """One GET, no retries: the (closed) response and, for a 200, its whole body."""
+        settings = self.settings
+        deadline_at = time.monotonic() + settings.request_deadline
+        try:
+            response = self.session.get(url, headers=headers, timeout=settings.timeout, stream=True,
+                                        allow_redirects=False)
+        except requests.Timeout:
+            raise _Retry(f"timed out after {settings.timeout:g} s", kind="timeout") from None
+        except requests.ConnectionError as exc:
+            message, kind = describe_connection_error(exc)
+            if kind == "dns":
+                raise FetchError(url, message, kind=kind) from None
+            raise _Retry(f"connection failed: {message}", kind=kind) from None
+        except requests.RequestException as exc:
+            raise FetchError(url, f"request failed ({_short(exc)})", kind="request") from None
+        status = response.status_code
+        if status in RETRY_STATUSES:
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            response.close()
+            raise _Retry(f"HTTP {status}", kind=f"http-{status}", status=status, retry_after=retry_after)
+        if status != 200:
+            response.close()
+            return response, b""
+        try:
+            return response, self._read_body(url, response, deadline_at)
+        except _Retry:
+            self.stats.broken_bodies += 1
+            raise
 
     def _backoff(self, attempt: int, retry_after: float | None, url: str, reason: str) -> None:
         """Wait before the next attempt: Retry-After when given, else exponential backoff."""
@@ -234,49 +347,37 @@ class PoliteClient:
         self.stats.retries += 1
         self._wait(delay)
 
-    def _request(self, url: str, headers: dict[str, str]) -> tuple[requests.Response, int, str]:
-        """One GET with retries and host-checked redirects; returns (response, attempts, final url)."""
+    def _request(self, url: str, headers: dict[str, str]) -> _Reply:
+        """One GET with retries and host-checked redirects, the body of a 200 read in full."""
         attempts = 0
         redirects = 0
         current = url
-        last_reason = ""
-        last_status: int | None = None
         while True:
             self._check_host(current)
             attempts += 1
             self._pace(netloc(current))
             self.stats.requests += 1
-            retry_after: float | None = None
             try:
-                response = self.session.get(current, headers=headers, timeout=self.settings.timeout,
-                                            stream=True, allow_redirects=False)
-            except requests.Timeout:
-                last_reason, last_status, kind = f"timed out after {self.settings.timeout:g} s", None, "timeout"
-            except requests.ConnectionError as exc:
-                last_reason, last_status, kind = f"connection failed ({_short(exc)})", None, "connection"
-            except requests.RequestException as exc:
-                raise FetchError(current, f"request failed ({_short(exc)})", kind="request",
-                                 attempts=attempts) from None
-            else:
-                status = response.status_code
-                if status in REDIRECT_STATUSES and response.headers.get("Location"):
-                    response.close()
-                    redirects += 1
-                    if redirects > self.settings.max_redirects:
-                        raise FetchError(url, f"more than {self.settings.max_redirects} redirects",
-                                         kind="redirects", status=status, attempts=attempts)
-                    current = urljoin(current, response.headers["Location"])
-                    attempts -= 1  # a redirect is not a failed attempt
-                    continue
-                if status not in RETRY_STATUSES:
-                    return response, attempts, current
-                retry_after = parse_retry_after(response.headers.get("Retry-After"))
-                response.close()
-                last_reason, last_status, kind = f"HTTP {status}", status, f"http-{status}"
-            if attempts > self.settings.retries:
-                raise FetchError(current, f"gave up after {attempts} attempts: {last_reason}", kind=kind,
-                                 status=last_status, attempts=attempts)
-            self._backoff(attempts, retry_after, current, last_reason)
+                response, body = self._attempt(current, headers)
+            except _Retry as failure:
+                if attempts > self.settings.retries:
+                    raise FetchError(current, f"gave up after {attempts} attempts: {failure.reason}",
+                                     kind=failure.kind, status=failure.status, attempts=attempts) from None
+                self._backoff(attempts, failure.retry_after, current, failure.reason)
+                continue
+            except FetchError as exc:
+                exc.attempts = attempts
+                raise
+            status = response.status_code
+            if status in REDIRECT_STATUSES and response.headers.get("Location"):
+                redirects += 1
+                if redirects > self.settings.max_redirects:
+                    raise FetchError(url, f"more than {self.settings.max_redirects} redirects",
+                                     kind="redirects", status=status, attempts=attempts)
+                current = urljoin(current, response.headers["Location"])
+                attempts -= 1  # a redirect is not a failed attempt
+                continue
+            return _Reply(url=current, status=status, headers=response.headers, body=body, attempts=attempts)
 
     # -- robots.txt -----------------------------------------------------------------------------
     def _robots_for(self, url: str) -> urllib.robotparser.RobotFileParser | FetchError:
@@ -288,19 +389,15 @@ class PoliteClient:
         parser = urllib.robotparser.RobotFileParser(robots_url)
         result: urllib.robotparser.RobotFileParser | FetchError = parser
         try:
-            response, _, _ = self._request(robots_url, {})
-            status = response.status_code
-            if status == 200:
-                body = self._read_body(robots_url, response)
-                parser.parse(body.decode("utf-8", "replace").splitlines())
-            elif 400 <= status < 500:
-                response.close()
+            reply = self._request(robots_url, {})
+            if reply.status == 200:
+                parser.parse(reply.body.decode("utf-8", "replace").splitlines())
+            elif 400 <= reply.status < 500:
                 parser.allow_all = True  # RFC 9309: no robots.txt means no restrictions
             else:
-                response.close()
                 parser.disallow_all = True
         except FetchError as exc:
-            if exc.kind in ("timeout", "connection"):
+            if exc.kind in NETWORK_KINDS:
                 result = exc  # the host is unreachable: report that rather than robots
             elif exc.kind in ("host-not-allowed", "redirects"):
                 parser.allow_all = True  # RFC 9309: robots.txt redirected away counts as unavailable
@@ -310,12 +407,16 @@ class PoliteClient:
         return result
 
     def allowed_by_robots(self, url: str) -> bool:
-        """Whether robots.txt lets this client fetch the URL (raises when the host is unreachable)."""
+        """Whether robots.txt lets this client fetch the URL (raises when the host is unreachable).
+
+        An unreachable host is tried once per client: its later pages fail at once, with no attempt.
+        """
         if not self.settings.respect_robots:
             return True
+        known = f"{urlsplit(url).scheme}://{netloc(url)}" in self._robots
         robots = self._robots_for(url)
         if isinstance(robots, FetchError):
-            raise FetchError(url, robots.reason, kind=robots.kind, attempts=robots.attempts)
+            raise FetchError(url, robots.reason, kind=robots.kind, attempts=0 if known else robots.attempts)
         return robots.can_fetch(self.settings.user_agent, url)
 
     # -- public ---------------------------------------------------------------------------------
@@ -333,29 +434,65 @@ class PoliteClient:
                 headers["If-None-Match"] = meta["etag"]
             if meta.get("last_modified"):
                 headers["If-Modified-Since"] = meta["last_modified"]
-        response, attempts, final_url = self._request(url, headers)
-        status = response.status_code
-        if status == 304 and cached is not None:
-            response.close()
+        reply = self._request(url, headers)
+        if reply.status == 304 and cached is not None:
             self.stats.not_modified += 1
             meta, body = cached
-            return Response(url=final_url, status=304, content=body, content_type=meta.get("content_type", ""),
-                            from_cache=True, attempts=attempts, sha256=meta["sha256"])
-        if status != 200:
-            response.close()
-            raise FetchError(final_url, f"HTTP {status}", kind=f"http-{status}", status=status,
-                             attempts=attempts)
-        body = self._read_body(final_url, response)
+            return Response(url=reply.url, status=304, content=body, content_type=meta.get("content_type", ""),
+                            from_cache=True, attempts=reply.attempts, sha256=meta["sha256"])
+        if reply.status != 200:
+            raise FetchError(reply.url, f"HTTP {reply.status}", kind=f"http-{reply.status}", status=reply.status,
+                             attempts=reply.attempts)
+        body = reply.body
         self.stats.downloads += 1
         self.stats.bytes_downloaded += len(body)
         if self.cache is not None:
-            self.cache.put(url, response.headers, body)
-        return Response(url=final_url, status=200, content=body,
-                        content_type=response.headers.get("Content-Type", ""), from_cache=False,
-                        attempts=attempts, sha256=hashlib.sha256(body).hexdigest())
+            self.cache.put(url, reply.headers, body)
+        return Response(url=reply.url, status=200, content=body,
+                        content_type=reply.headers.get("Content-Type", ""), from_cache=False,
+                        attempts=reply.attempts, sha256=hashlib.sha256(body).hexdigest())
 
 
-def _short(exc: BaseException) -> str:
-    """The last line of an exception's text, trimmed: requests nests long reprs."""
-    text = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-    return text[-160:]
+_CONNECTION_PREFIX = re.compile(r"^(?:<[^>]*>|\w+\(host='[^']*', port=\d+\)):\s*")
+
+
+def _innermost(exc: BaseException) -> BaseException:
+    """The deepest error requests/urllib3 wrapped (ConnectionError -> MaxRetryError -> its reason)."""
+    seen: set[int] = set()
+    while id(exc) not in seen:
+        seen.add(id(exc))
+        inner = getattr(exc, "reason", None)
+        if not isinstance(inner, BaseException):
+            inner = exc.args[0] if exc.args and isinstance(exc.args[0], BaseException) else None
+        if inner is None:
+            break
+        exc = inner
+    return exc
+
+
+def describe_connection_error(exc: BaseException) -> tuple[str, str]:
+    """(a short message, a kind) for a failed connection: 'dns' when the host name did not resolve.
+
+    requests nests reprs several levels deep; the message keeps urllib3's innermost sentence, e.g.
+    "Failed to resolve 'en.wikipedia.org' ([Errno -2] Name or service not known)".
+    """
+    inner = _innermost(exc)
+    resolution_error = getattr(urllib3.exceptions, "NameResolutionError", ())
+    chain: list[BaseException] = []
+    node: BaseException | None = inner
+    while node is not None and node not in chain:
+        chain.append(node)
+        node = node.__cause__ or node.__context__
+    dns = (resolution_error and isinstance(inner, resolution_error)) or any(
+        isinstance(e, socket.gaierror) for e in chain)
+    message = _CONNECTION_PREFIX.sub("", _short(inner))
+    return message, "dns" if dns else "connection"
+
+
+def _short(exc: BaseException, limit: int = 200) -> str:
+    """An exception's last line; a longer one keeps its informative end, cut at a word."""
+    text = str(exc).strip().splitlines()[-1].strip() if str(exc).strip() else type(exc).__name__
+    if len(text) <= limit:
+        return text
+    tail = text[-limit:]
+    return "…" + (tail.split(" ", 1)[1] if " " in tail else tail)

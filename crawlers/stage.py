@@ -60,7 +60,7 @@ class CrawlConfig:
     sources: list[str] = option(["wikipedia_glossary"], "sources to crawl: wikipedia_glossary, url, html, wordnet")
     pages: list[str] = option([], "wikipedia_glossary: page titles (default: the curated list of glossaries)")
     urls: list[str] = option([], "url: page addresses")
-    inputs: list[str] = option([], "html: saved HTML files or directories")
+    inputs: list[str] = option([], "html: saved HTML files or directories", flag="--input")
     limit_per_source: int = option(0, "keep at most this many rows per source (0 = all)")
     lang: str = option("en", "wikipedia_glossary: language edition (en, de, fr, …)")
     base_url: str = option("", "wikipedia_glossary: a mirror serving the same /wiki/<Title> paths")

@@ -14,18 +14,15 @@ from __future__ import annotations
 import bisect
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bs4 import Tag
-from pipe_embed.crawlers.base import Entry, PageRef, ParsedPage
+from pipe_embed.crawlers.base import Entry, PageRef, ParsedPage, SourceOptions
 from pipe_embed.crawlers.htmltext import clean_text, normalize_space, soup_of
 from pipe_embed.crawlers.mediawiki import PARSER_VERSION as GLOSSARY_PARSER_VERSION
 from pipe_embed.crawlers.mediawiki import page_license, page_revision, parse_glossary
 from pipe_embed.pipeline.core.errors import ConfigError, InputError, PipeError
 from soupsieve import SelectorSyntaxError
-
-if TYPE_CHECKING:
-    from pipe_embed.crawlers.stage import CrawlConfig
 
 PARSER_VERSION = 1 + GLOSSARY_PARSER_VERSION
 HTML_SUFFIXES = (".html", ".htm", ".xhtml", ".html.gz", ".htm.gz")
@@ -101,7 +98,7 @@ def load_spec_file(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def resolve_spec(config: CrawlConfig) -> SelectorSpec:
+def resolve_spec(config: SourceOptions) -> SelectorSpec:
     """The selector spec of a crawl: the spec file's keys, overridden by --selectors."""
     values: dict[str, Any] = {}
     if config.spec:
@@ -196,7 +193,7 @@ def parse_with_selectors(raw: bytes, spec: SelectorSpec) -> ParsedPage:
     return page
 
 
-def _parse(content: bytes, spec: SelectorSpec, config: CrawlConfig) -> ParsedPage:
+def _parse(content: bytes, spec: SelectorSpec, config: SourceOptions) -> ParsedPage:
     parsed = parse_with_selectors(content, spec) if spec.active else parse_glossary(content)
     parsed.license = config.license or spec.license or parsed.license or UNKNOWN_LICENSE
     return parsed
@@ -210,7 +207,7 @@ class UrlSource:
     parser_version = PARSER_VERSION
     needs_html = True
 
-    def pages(self, config: CrawlConfig) -> list[PageRef]:
+    def pages(self, config: SourceOptions) -> list[PageRef]:
         spec = resolve_spec(config)
         urls = list(dict.fromkeys([*config.urls, *spec.urls]))
         if not urls:
@@ -223,7 +220,7 @@ class UrlSource:
                 raise ConfigError(f"field 'urls': '{url}' is not an http(s) address")
         return [PageRef(self.name, url, url, url) for url in urls]
 
-    def parse(self, ref: PageRef, content: bytes, config: CrawlConfig) -> ParsedPage:
+    def parse(self, ref: PageRef, content: bytes, config: SourceOptions) -> ParsedPage:
         return _parse(content, resolve_spec(config), config)
 
 
@@ -249,7 +246,7 @@ class HtmlSource:
     parser_version = PARSER_VERSION
     needs_html = True
 
-    def pages(self, config: CrawlConfig) -> list[PageRef]:
+    def pages(self, config: SourceOptions) -> list[PageRef]:
         if not config.inputs:
             raise PipeError("the html source has no input", hint="pass --input FILE_OR_DIR[,…]")
         files = html_files(config.inputs)
@@ -257,5 +254,5 @@ class HtmlSource:
             raise PipeError(f"no .html files under {', '.join(config.inputs)}")
         return [PageRef(self.name, path.name, str(path), path.resolve().as_uri(), local=True) for path in files]
 
-    def parse(self, ref: PageRef, content: bytes, config: CrawlConfig) -> ParsedPage:
+    def parse(self, ref: PageRef, content: bytes, config: SourceOptions) -> ParsedPage:
         return _parse(content, resolve_spec(config), config)

@@ -10,15 +10,11 @@ from __future__ import annotations
 import gzip
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from pipe_embed.crawlers.base import PageRef, ParsedPage
+from pipe_embed.crawlers.base import PageRef, ParsedPage, SourceOptions
 from pipe_embed.crawlers.mediawiki import PARSER_VERSION, parse_glossary
 from pipe_embed.pipeline.core.errors import PipeError
-
-if TYPE_CHECKING:
-    from pipe_embed.crawlers.stage import CrawlConfig
 
 NAME = "wikipedia_glossary"
 DEFAULT_LICENSE = "CC BY-SA 4.0"
@@ -87,10 +83,10 @@ class WikipediaGlossary:
     parser_version = PARSER_VERSION
     needs_html = True
 
-    def base_url(self, config: CrawlConfig) -> str:
+    def base_url(self, config: SourceOptions) -> str:
         return (config.base_url or f"https://{config.lang}.wikipedia.org").rstrip("/")
 
-    def pages(self, config: CrawlConfig) -> list[PageRef]:
+    def pages(self, config: SourceOptions) -> list[PageRef]:
         if not config.pages and not config.dry_run and config.lang != "en":
             raise PipeError(f"the default page list holds English titles; --lang {config.lang} needs --pages",
                             hint="pass that edition's glossary page titles with --pages")
@@ -111,7 +107,7 @@ class WikipediaGlossary:
                 refs.append(PageRef(NAME, title, location, url if not config.base_url else location))
         return refs
 
-    def parse(self, ref: PageRef, content: bytes, config: CrawlConfig) -> ParsedPage:
+    def parse(self, ref: PageRef, content: bytes, config: SourceOptions) -> ParsedPage:
         parsed = parse_glossary(content)
         parsed.license = parsed.license or DEFAULT_LICENSE
         return parsed

@@ -12,13 +12,9 @@ import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from pipe_embed.crawlers.base import Entry, PageRef, ParsedPage
+from pipe_embed.crawlers.base import Entry, PageRef, ParsedPage, SourceOptions
 from pipe_embed.pipeline.core.errors import PipeError
-
-if TYPE_CHECKING:
-    from pipe_embed.crawlers.stage import CrawlConfig
 
 NAME = "wordnet"
 PARSER_VERSION = 1
@@ -122,10 +118,10 @@ class WordNet:
     parser_version = PARSER_VERSION
     needs_html = False
 
-    def pages(self, config: CrawlConfig) -> list[PageRef]:
+    def pages(self, config: SourceOptions) -> list[PageRef]:
         root = find_wordnet_dir(config.wordnet_dir)
         return [PageRef(NAME, name, str(root / name), "", local=True)
                 for name in DATA_FILES if (root / name).is_file()]
 
-    def parse(self, ref: PageRef, content: bytes, config: CrawlConfig) -> ParsedPage:
+    def parse(self, ref: PageRef, content: bytes, config: SourceOptions) -> ParsedPage:
         return parse_data_file(content)

@@ -41,7 +41,7 @@ from pipe_embed.mining.selection import (
     score_filter_masks,
     select_negatives,
 )
-from pipe_embed.pipeline.core.config import as_dict, option
+from pipe_embed.pipeline.core.config import option
 from pipe_embed.pipeline.core.console import debug, info, warn
 from pipe_embed.pipeline.core.errors import ConfigError, PipeError
 from pipe_embed.pipeline.core.hashing import hash_file
@@ -69,7 +69,7 @@ class MineConfig:
 
     method: Literal["bm25", "faiss", "hybrid"] = option("faiss", "Candidate retrieval: bm25, faiss (dense) or hybrid (RRF of both).")
     model: str = option(DEFAULT_MODEL, "Embedding model for faiss/hybrid: id or local directory (iterate passes a trained model).")
-    num_negatives: int = option(3, "Hard negatives per anchor (anchors left with fewer are kept and counted).")
+    num_negatives: int = option(3, "Hard negatives per anchor (anchors left with fewer are kept and counted).", short="-n")
     range_min: int = option(0, "Skip this many best-ranked candidates (after removing positives and duplicates).")
     range_max: int = option(30, "Consider candidates ranked below this (after removing positives and duplicates).")
     sampling: Literal["top", "random"] = option("top", "Take the best surviving candidates, or a seeded random draw.")
@@ -92,13 +92,15 @@ class MineConfig:
     stopwords: str | None = option("english", "BM25: stopword list (a language name, or none).")
     stemmer: str | None = option("english", "BM25: PyStemmer language (or none).")
     corpus: str | None = option(None, "Extra candidate texts: a JSONL file of {text[, id]} or a text file with one per line.")
-    formats: list[str] = option([], "Exports besides pairs.jsonl: flag, st-ntuple, st-triplet.")
-    batch_size: int = option(64, "Encoding batch size.")
+    formats: list[str] = option([], "Exports besides pairs.jsonl: flag, st-ntuple, st-triplet.", flag="--format")
+    batch_size: int = option(64, "Encoding batch size (not part of the version: it does not change the vectors).",
+                             versioned=False)
     backend: Literal["torch", "onnx"] = option("torch", "Encoding backend (onnx needs the onnx extra).")
     query_prompt: str | None = option(None, "Prompt prepended to anchors when encoding (e.g. 'query: ').")
     passage_prompt: str | None = option(None, "Prompt prepended to candidate texts when encoding (e.g. 'passage: ').")
     rrf_k: int = option(60, "hybrid: reciprocal rank fusion constant.")
-    search_batch_size: int = option(4096, "Queries per search chunk (bounds memory).")
+    search_batch_size: int = option(4096, "Queries per search chunk (bounds memory; not part of the version).",
+                                    versioned=False)
     diagnostics_depth: int = option(100, "Retrieve at least this deep, to report the positive's rank within 100.")
     merge_previous: bool = option(False, "Re-mining: also keep the previous round's negatives that pass this round's filters.")
 
@@ -526,7 +528,7 @@ def run_mine(store: Store, config: MineConfig, source: str | Path | Artifact = "
 
         if not Path(resolve_model(config.model)).is_dir():
             make_encoder(config, None)  # a model id that is not local: fail now, before any work
-    return store.run(stage=STAGE, format_version=FORMAT_VERSION, config=as_dict(config), inputs=[inp.source],
+    return store.run(stage=STAGE, format_version=FORMAT_VERSION, config=config, inputs=[inp.source],
                      extra=extra, force=force,
                      build=lambda work: mine(config, inp, work, cache_root(store), encoder))
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pipe_embed.pipeline.core.config import as_dict, option
+from pipe_embed.pipeline.core.config import option, versioned_dict
 from pipe_embed.pipeline.core.console import info
 from pipe_embed.pipeline.core.errors import ConfigError, PipeError
 from pipe_embed.pipeline.core.models import DEFAULT_MODEL, model_fingerprint
@@ -31,7 +31,8 @@ class IterateConfig:
     rounds: int = option(3, "Maximum number of mine → train → eval rounds.")
     first: Literal["faiss", "bm25", "hybrid"] = option("faiss", "Miner of round 1 (later rounds mine densely with the last model).")
     model: str = option(DEFAULT_MODEL, "Base model: path or id; the bundled all-MiniLM-L6-v2 by default.")
-    continue_training: bool = option(False, "Start round r from round r-1's weights instead of the base model.")
+    continue_training: bool = option(False, "Start round r from round r-1's weights instead of the base model.",
+                                     flag="--continue/--from-base")
     negatives: Literal["replace", "union"] = option("replace", "Keep only the new round's negatives, or merge them with the previous round's.")
     metric: str = option("mrr@10", "Dev metric that decides early stopping and the best round.")
     min_delta: float = option(0.0, "A round must beat the best dev metric by more than this to continue.")
@@ -139,8 +140,8 @@ def run_iterate(store: Store, config: IterateConfig, mine_config: Any, train_con
                 eval_config: Any, from_ref: str = "compose@latest", force: bool = False) -> RunOutcome:
     """Run the rounds as one iterate artifact; an identical call again is a cache hit."""
     compose = _compose_of(store, from_ref)
-    fingerprint_extra = {"base_model": model_fingerprint(config.model), "mine": as_dict(mine_config),
-                         "train": as_dict(train_config), "eval": as_dict(eval_config)}
+    fingerprint_extra = {"base_model": model_fingerprint(config.model), "mine": versioned_dict(mine_config),
+                         "train": versioned_dict(train_config), "eval": versioned_dict(eval_config)}
 
     def build(work: Path) -> StageResult:
         rounds, base = iterate_rounds(store, compose, config, mine_config, train_config, eval_config)
@@ -165,7 +166,7 @@ def run_iterate(store: Store, config: IterateConfig, mine_config: Any, train_con
             extra={"best_model": best.model_path, "best_train": best.train},
         )
 
-    return store.run(stage=STAGE, format_version=FORMAT_VERSION, config=as_dict(config),
+    return store.run(stage=STAGE, format_version=FORMAT_VERSION, config=config,
                      inputs=[compose], extra=fingerprint_extra, force=force, build=build)
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipe_embed.pipeline.core.config import as_dict, option
+from pipe_embed.pipeline.core.config import option
 from pipe_embed.pipeline.core.pairs import iter_jsonl, pairs_file
 from pipe_embed.pipeline.core.store import Artifact, RunOutcome, StageResult, Store
 from pipe_embed.pipeline.iterate import read_rounds
@@ -200,5 +200,5 @@ finished {html.escape(iterate.manifest.get('finished', '')[:19])}</p>
 def run_report(store: Store, config: ReportConfig, ref: str = "iterate@latest", force: bool = False) -> RunOutcome:
     """Build (or find) the report of an iterate artifact."""
     iterate = store.resolve(ref, stage="iterate")
-    return store.run(stage=STAGE, format_version=FORMAT_VERSION, config=as_dict(config), inputs=[iterate],
+    return store.run(stage=STAGE, format_version=FORMAT_VERSION, config=config, inputs=[iterate],
                      force=force, build=lambda work: render_report(store, iterate, config, work))

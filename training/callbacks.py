@@ -1,4 +1,4 @@
-"""Trainer callbacks: JSON logs, evaluation and a checkpoint at every epoch end, a rich progress bar.
+"""Trainer callbacks: JSON logs, evaluation and a checkpoint at every epoch end, a progress bar.
 
 The JSON log (`logs/train_log.jsonl`) holds one line per optimizer step (loss, learning rate, grad
 norm, epoch) and one per dev evaluation; it survives a killed run and is continued on resume, so
@@ -7,15 +7,22 @@ norm, epoch) and one per dev evaluation; it survives a killed run and is continu
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pipe_embed.pipeline.core.console import progress_bar
+from pipe_embed.pipeline.core.console import console, info, quiet
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from transformers import TrainerCallback
 
 STEP_LOG = "train_log.jsonl"
@@ -111,29 +118,105 @@ class EpochEndCallback(TrainerCallback):
 
 
 class ProgressCallback(TrainerCallback):
-    """A rich progress bar over optimizer steps (hidden when quiet or not on a terminal)."""
+    """A rich bar over optimizer steps showing the latest loss and dev metric (hidden with -q).
 
-    def __init__(self) -> None:
-        self._stack = contextlib.ExitStack()
-        self._advance: Callable[..., None] | None = None
+    Off a terminal the bar is hidden and each dev evaluation prints one plain line instead, so a
+    run piped into a log still shows how far it got.
+    """
+
+    def __init__(self, description: str = "train", metric: str = "mrr@10") -> None:
+        self.description = description
+        self.metric = metric
+        self.loss: float | None = None
+        self.dev: float | None = None
+        self.best: float | None = None
+        self.evaluating = False
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
+        self._total: int | None = None
+
+    # -- what the bar says ---------------------------------------------------------------------
+
+    def status(self) -> str:
+        """'loss 0.4123 · dev mrr@10 0.5120 (best 0.5200)', as far as known."""
+        parts = []
+        if self.loss is not None:
+            parts.append(f"loss {self.loss:.4f}")
+        if self.dev is not None:
+            best = f" (best {self.best:.4f})" if self.best is not None and self.best > self.dev else ""
+            parts.append(f"dev {self.metric} {self.dev:.4f}{best}")
+        if self.evaluating:
+            parts.append("evaluating dev…")
+        return " · ".join(parts)
+
+    def _refresh(self, advance: int = 0) -> None:
+        if self._progress is not None and self._task is not None:
+            self._progress.update(self._task, advance=advance, status=self.status())
+
+    def _dev_value(self, metrics: dict[str, Any]) -> float | None:
+        for key, value in metrics.items():
+            if key.startswith("eval_") and key.endswith(f"_{self.metric}") and isinstance(value, (int, float)):
+                return float(value)
+        return None
+
+    # -- trainer events ------------------------------------------------------------------------
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-        self._advance = self._stack.enter_context(progress_bar("train", state.max_steps or None))
-        if state.global_step:
-            self._advance(state.global_step)
+        self.close()
+        self._total = state.max_steps or None
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            TimeRemainingColumn(), TextColumn("{task.fields[status]}"),
+            console=console, transient=False, disable=quiet() or not console.is_terminal)
+        self._progress.start()
+        self._task = self._progress.add_task(self.description, total=self._total, completed=state.global_step,
+                                             status=self.status())
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any) -> None:
+        if logs and isinstance(logs.get("loss"), (int, float)):
+            self.loss = float(logs["loss"])
+            self._refresh()
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-        if self._advance is not None:
-            self._advance(1)
+        self.evaluating = bool(control.should_evaluate)
+        self._refresh(advance=1)
+
+    def on_epoch_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        if control.should_evaluate and not self.evaluating:  # an epoch-end evaluation was just asked for
+            self.evaluating = True
+            self._refresh()
+
+    def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict[str, Any] | None = None,
+                    **kw: Any) -> None:
+        self.evaluating = False
+        value = self._dev_value(metrics or {})
+        if value is not None:
+            self.dev = value
+            self.best = value if self.best is None else max(self.best, value)
+        self._refresh()
+        if self._progress is not None and self._progress.disable and value is not None:
+            total = f"/{self._total}" if self._total else ""
+            info(f"{self.description} step {state.global_step}{total}: {self.status()}")
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
         self.close()
 
     def close(self) -> None:
-        """End the bar (also after an exception)."""
-        self._advance = None
-        self._stack.close()
+        """Stop the bar, leaving its last line on the terminal (also after an exception)."""
+        if self._progress is not None:
+            self.evaluating = False
+            self._refresh()
+            self._progress.stop()
+        self._progress = None
+        self._task = None
 
 
-__all__ = ["JsonLogCallback", "EpochEndCallback", "ProgressCallback", "truncate_log", "read_log",
-           "summarize_log", "STEP_LOG"]
+__all__ = [
+    "STEP_LOG",
+    "EpochEndCallback",
+    "JsonLogCallback",
+    "ProgressCallback",
+    "read_log",
+    "summarize_log",
+    "truncate_log",
+]

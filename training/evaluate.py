@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 from pipe_embed.pipeline.core.config import as_dict
-from pipe_embed.pipeline.core.console import info
+from pipe_embed.pipeline.core.console import info, progress_bar, warn
 from pipe_embed.pipeline.core.errors import PipeError
 from pipe_embed.pipeline.core.pairs import (
     CORPUS_FILE,
@@ -36,6 +36,8 @@ RECALL_AT = (1, 5, 10)
 MRR_AT = 10
 NDCG_AT = 10
 METRIC_NAMES = ("recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10")
+PROGRESS_MIN_TEXTS = 2000  # encoding fewer texts takes seconds: no bar
+MIN_QUERIES = 30  # below this, one query moves MRR@10 by more than 3 points
 
 
 @dataclass
@@ -96,15 +98,44 @@ def retrieval_task(data_dir: Path, split: str, reverse: bool = False) -> Retriev
     return RetrievalTask(queries, anchors, relevant, reverse=True)
 
 
+def measured_queries(task: RetrievalTask) -> int:
+    """Queries that count in the metrics: those with a relevant document in the corpus."""
+    return sum(1 for q in task.queries if task.relevant.get(q))
+
+
+def small_split_warning(split: str, queries: int, metric: str = "mrr@10") -> str | None:
+    """One line saying a split is too small for its metric to mean anything, or None when it is not."""
+    if queries >= MIN_QUERIES or queries == 0:
+        return None
+    fraction = "--dev-fraction" if split == "dev" else "--test-fraction"
+    return (f"the {split} split has only {queries} quer{'y' if queries == 1 else 'ies'}: one query moves "
+            f"{metric} by up to {100 / queries:.1f} points, so the {split} figure is noise — run `pipe compose` "
+            f"with a larger {fraction} (for at least {MIN_QUERIES} {split} queries)")
+
+
 # -- metrics ---------------------------------------------------------------------------------------
 
 def _encode(model: Any, texts: list[str], kind: str, prompt: str | None, batch_size: int) -> Any:
+    """Embeddings of `texts` as queries or documents; a progress bar from PROGRESS_MIN_TEXTS texts on."""
     import torch
 
     fn = model.encode_query if kind == "query" else model.encode_document
-    with torch.inference_mode():
-        return fn(texts, prompt=prompt, batch_size=batch_size, convert_to_tensor=True,
-                  show_progress_bar=False)
+
+    def encode(chunk: list[str]) -> Any:
+        with torch.inference_mode():
+            return fn(chunk, prompt=prompt, batch_size=batch_size, convert_to_tensor=True,
+                      show_progress_bar=False)
+
+    if len(texts) < PROGRESS_MIN_TEXTS:
+        return encode(texts)
+    step = max(batch_size * 8, 256)
+    parts = []
+    with progress_bar(f"eval: encoding {len(texts):,} {kind}s", len(texts)) as advance:
+        for start in range(0, len(texts), step):
+            chunk = texts[start:start + step]
+            parts.append(encode(chunk))
+            advance(len(chunk))
+    return torch.cat(parts)
 
 
 def _top_k(scores: np.ndarray, k: int, id_rank: np.ndarray) -> np.ndarray:
@@ -229,6 +260,9 @@ def run_eval(store: Store, config: EvalConfig, model_ref_or_path: str, data_ref:
 
     def build(work: Path) -> StageResult:
         tasks = {d: retrieval_task(data_dir, config.split, reverse=(d == "reverse")) for d in directions}
+        small = small_split_warning(config.split, measured_queries(tasks["forward"]))
+        if small:
+            warn(small)
         results: dict[str, dict[str, dict[str, float]]] = {}
         for name, path in models.items():
             with quiet_libraries():
@@ -299,5 +333,18 @@ def print_metrics(artifact: Artifact) -> None:
         console.print(table)
 
 
-__all__ = ["RetrievalTask", "retrieval_task", "evaluate_model", "evaluate_task", "ranking_metrics",
-           "run_eval", "metrics_tables", "print_metrics", "data_dir_for", "METRIC_NAMES"]
+__all__ = [
+    "METRIC_NAMES",
+    "MIN_QUERIES",
+    "RetrievalTask",
+    "data_dir_for",
+    "evaluate_model",
+    "evaluate_task",
+    "measured_queries",
+    "metrics_tables",
+    "print_metrics",
+    "ranking_metrics",
+    "retrieval_task",
+    "run_eval",
+    "small_split_warning",
+]

@@ -41,6 +41,13 @@ from pipe_embed.training.callbacks import (
     truncate_log,
 )
 from pipe_embed.training.card import write_model_card
+from pipe_embed.training.checks import (
+    StepPlan,
+    WeightSnapshot,
+    plan_steps,
+    plan_warning,
+    unchanged_warning,
+)
 from pipe_embed.training.config import TrainConfig
 from pipe_embed.training.data import (
     TrainingRows,
@@ -53,8 +60,11 @@ from pipe_embed.training.evaluate import (
     RetrievalTask,
     data_dir_for,
     evaluate_task,
+    measured_queries,
     retrieval_task,
+    small_split_warning,
 )
+from pipe_embed.training.lora import add_lora, lora_error, merge_lora
 
 STAGE = "train"
 FORMAT_VERSION = 1
@@ -138,39 +148,6 @@ def prepare_model(config: TrainConfig, device: str) -> Any:
     if config.passage_prompt:
         model.prompts["document"] = config.passage_prompt
     return model
-
-
-def add_lora(model: Any, config: TrainConfig) -> None:
-    """Attach LoRA adapters (peft) so only they train."""
-    from pipe_embed.pipeline.core.errors import require
-
-    peft = require("peft", extra="lora")
-    if config.qlora:
-        peft.prepare_model_for_kbit_training(model[0].auto_model,
-                                             use_gradient_checkpointing=config.grad_checkpointing)
-    lora = peft.LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                           target_modules=config.lora_target_modules or None, task_type="FEATURE_EXTRACTION")
-    try:
-        model.add_adapter(lora)
-    except ValueError as exc:
-        raise ConfigError(f"field 'lora_target_modules': {str(exc).splitlines()[0]}",
-                          hint="name the attention projections of this architecture, e.g. query,value") from exc
-
-
-def merge_lora(model: Any) -> None:
-    """Fold trained LoRA weights into the base layers so the model saves as a plain full model."""
-    from peft.tuners.tuners_utils import BaseTunerLayer
-    from peft.utils import _get_submodules
-
-    inner = model[0].auto_model
-    for key, module in list(inner.named_modules()):
-        if isinstance(module, BaseTunerLayer):
-            parent, _target, name = _get_submodules(inner, key)
-            module.merge()
-            setattr(parent, name, module.get_base_layer())
-    if hasattr(inner, "peft_config"):
-        del inner.peft_config
-    inner._hf_peft_config_loaded = False
 
 
 def merge_qlora(model: Any, config: TrainConfig, device: str) -> Any:
@@ -345,23 +322,68 @@ def _base_dev_metrics(model: Any, dev: RetrievalTask, cache: Path) -> dict[str, 
     return metrics
 
 
-# -- the training run in a directory -----------------------------------------------------------------
+# -- the training run in a directory, step by step ---------------------------------------------------
 
-def train_in_dir(config: TrainConfig, rows: TrainingRows, dev: RetrievalTask | None, work: Path, *,
-                 data_ref: str | None = None, callbacks: Sequence[Any] = (), verbose: bool = False) -> StageResult:
-    """Train into `work` (resuming from its last checkpoint), save the model, logs and metrics."""
-    import transformers
-    from transformers import EarlyStoppingCallback, PrinterCallback
+@dataclass
+class RunDir:
+    """Where one training run works: logs, checkpoints, and the checkpoint it resumes from."""
 
+    work: Path
+    logs: Path
+    checkpoints: Path
+    resume: Path | None
+    resumed_step: int
+
+
+@dataclass
+class ReadyModel:
+    """The model about to train, with what was measured or changed on it beforehand."""
+
+    model: Any
+    base_dev: dict[str, float] | None
+    saved_processing: dict[str, Any] | None  # tokenizer settings to restore before saving
+    baseline: WeightSnapshot
+
+
+@dataclass
+class TrainedModel:
+    """The model the run keeps (best checkpoint, LoRA merged), with the trainer's record of the run."""
+
+    model: Any
+    state: Any
+    output: Any
+    dev: dict[str, float] | None
+    max_weight_change: float | None
+
+
+def start_device(config: TrainConfig) -> str:
+    """Pick the device and refuse precision/QLoRA settings it cannot run."""
     device = pick_device(config.device)
     mixed_precision(config.dtype, device)
     check_qlora(config, device)
-    if rows.num_rows == 0:
-        raise PipeError("no training rows left", hint="check the pairs file and --pad-negatives")
     if device.startswith("cuda:"):
         import torch
 
         torch.cuda.set_device(int(device.split(":")[1]))
+    return device
+
+
+def check_plan(config: TrainConfig, rows: TrainingRows, dev: RetrievalTask | None) -> StepPlan:
+    """Before loading anything: refuse no rows, warn when the run cannot learn or its dev split is noise."""
+    if rows.num_rows == 0:
+        raise PipeError("no training rows left", hint="check the pairs file and --pad-negatives")
+    plan = plan_steps(config, rows.num_rows)
+    problem = plan_warning(config, plan)
+    if problem:
+        warn(problem)
+    small = small_split_warning("dev", measured_queries(dev), config.metric) if dev is not None else None
+    if small:
+        warn(f"{small}; the best checkpoint and early stopping follow it")
+    return plan
+
+
+def open_run_dir(work: Path) -> RunDir:
+    """Logs and checkpoints under `work`; the last complete checkpoint to resume from, if any."""
     logs = work / LOG_DIR
     logs.mkdir(parents=True, exist_ok=True)
     checkpoints = work / CHECKPOINTS
@@ -370,57 +392,100 @@ def train_in_dir(config: TrainConfig, rows: TrainingRows, dev: RetrievalTask | N
     truncate_log(logs / STEP_LOG, resumed_step)
     if resume:
         info(f"resuming from {resume.name} (step {resumed_step})")
+    return RunDir(work, logs, checkpoints, resume, resumed_step)
 
-    with quiet_libraries(verbose):
-        transformers.set_seed(config.seed)
-        model = prepare_model(config, device)
-        base_dev = _base_dev_metrics(model, dev, logs / BASE_DEV_CACHE) if dev and config.eval_base else None
-        saved_processing = _pad_batches(model, config.pad_to_multiple_of)
-        if config.lora:
-            add_lora(model, config)
-        metric_key = f"eval_dev_{model.similarity_fn_name}_{config.metric}"
-        args = training_arguments(config, checkpoints, device, has_dev=dev is not None,
-                                  num_negatives=rows.num_negatives, metric_key=metric_key)
-        progress = ProgressCallback()
-        extra_callbacks: list[Any] = [JsonLogCallback(logs / STEP_LOG), EpochEndCallback(evaluate=dev is not None),
-                                      progress]
-        if dev is not None and config.patience:
-            extra_callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.patience))
-        tensorboard = _tensorboard_callback(logs / "tensorboard")
-        if tensorboard is not None:
-            extra_callbacks.append(tensorboard)
-        trainer = trainer_class()(
-            model=model, args=args, train_dataset=to_dataset(rows),
-            loss=build_loss(config, model, device),
-            evaluator=dev_evaluator(dev, args.per_device_eval_batch_size) if dev is not None else None,
-            callbacks=[*extra_callbacks, *callbacks])
-        trainer.remove_callback(PrinterCallback)
-        try:
-            output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-        finally:
-            progress.close()
-            if tensorboard is not None and getattr(tensorboard, "tb_writer", None) is not None:
-                tensorboard.tb_writer.close()
-        state = trainer.state
-        model = trainer.model
-        if config.lora and config.lora_merge:
-            model = merge_qlora(model, config, device) if config.qlora else (merge_lora(model) or model)
-        final_dev = None
-        if dev is not None:
-            reloaded = config.qlora and config.lora_merge  # merged into a freshly loaded full-precision base
-            final_dev = None if reloaded else _logged_dev_metrics(read_log(logs / STEP_LOG), state, metric_key, dev)
-            if final_dev is None:
-                final_dev = evaluate_task(model, dev)
-        model_dir = work / MODEL_DIR
-        if model_dir.exists():
-            shutil.rmtree(model_dir)
-        if saved_processing is not None and not (config.qlora and config.lora_merge):
-            model[0].processing_kwargs = saved_processing  # a training-time setting, not the model's
-        model.save(str(model_dir), create_model_card=False)
 
-    entries = read_log(logs / STEP_LOG)
-    epochs = summarize_log(entries)
-    early_stopped = state.global_step < state.max_steps
+def load_trainable_model(config: TrainConfig, device: str, dev: RetrievalTask | None, run: RunDir) -> ReadyModel:
+    """The base model scored on dev (once, cached), batch padding set, LoRA attached, weights snapshotted."""
+    model = prepare_model(config, device)
+    base_dev = _base_dev_metrics(model, dev, run.logs / BASE_DEV_CACHE) if dev and config.eval_base else None
+    saved_processing = _pad_batches(model, config.pad_to_multiple_of)
+    if config.lora:
+        add_lora(model, config)
+    return ReadyModel(model, base_dev, saved_processing, WeightSnapshot(model))
+
+
+def dev_metric_key(model: Any, config: TrainConfig) -> str:
+    """The trainer's name for the dev metric that picks the best checkpoint."""
+    return f"eval_dev_{model.similarity_fn_name}_{config.metric}"
+
+
+def build_trainer(config: TrainConfig, model: Any, rows: TrainingRows, dev: RetrievalTask | None, run: RunDir,
+                  device: str, callbacks: Sequence[Any]) -> Any:
+    """The sentence-transformers trainer with our arguments, loss, dev evaluator, logs and progress bar."""
+    from transformers import EarlyStoppingCallback, PrinterCallback
+
+    args = training_arguments(config, run.checkpoints, device, has_dev=dev is not None,
+                              num_negatives=rows.num_negatives, metric_key=dev_metric_key(model, config))
+    ours: list[Any] = [JsonLogCallback(run.logs / STEP_LOG), EpochEndCallback(evaluate=dev is not None),
+                       ProgressCallback("train", metric=config.metric)]
+    if dev is not None and config.patience:
+        ours.append(EarlyStoppingCallback(early_stopping_patience=config.patience))
+    tensorboard = _tensorboard_callback(run.logs / "tensorboard")
+    if tensorboard is not None:
+        ours.append(tensorboard)
+    trainer = trainer_class()(
+        model=model, args=args, train_dataset=to_dataset(rows), loss=build_loss(config, model, device),
+        evaluator=dev_evaluator(dev, args.per_device_eval_batch_size) if dev is not None else None,
+        callbacks=[*ours, *callbacks])
+    trainer.remove_callback(PrinterCallback)
+    return trainer
+
+
+def fit(trainer: Any, run: RunDir) -> Any:
+    """Train (from the resume checkpoint, if any); the progress bar and TensorBoard writer end either way."""
+    try:
+        return trainer.train(resume_from_checkpoint=str(run.resume) if run.resume else None)
+    finally:
+        for callback in trainer.callback_handler.callbacks:
+            if isinstance(callback, ProgressCallback):
+                callback.close()
+            writer = getattr(callback, "tb_writer", None)
+            if writer is not None:
+                writer.close()
+
+
+def check_learned(baseline: WeightSnapshot, model: Any, plan: StepPlan) -> float | None:
+    """How far the kept weights moved from the base; a loud warning when not at all."""
+    change = baseline.max_change(model)
+    if change == 0.0:
+        warn(unchanged_warning(plan))
+    return change
+
+
+def pick_best(config: TrainConfig, trainer: Any, output: Any, dev: RetrievalTask | None, run: RunDir,
+              device: str, change: float | None) -> TrainedModel:
+    """The model to keep (the trainer already reloaded the best checkpoint), LoRA merged, and its dev scores."""
+    state, model = trainer.state, trainer.model
+    if config.lora and config.lora_merge:
+        model = merge_qlora(model, config, device) if config.qlora else (merge_lora(model) or model)
+    final_dev = None
+    if dev is not None:
+        reloaded = config.qlora and config.lora_merge  # merged into a freshly loaded full-precision base
+        final_dev = None if reloaded else _logged_dev_metrics(read_log(run.logs / STEP_LOG), state,
+                                                              dev_metric_key(model, config), dev)
+        if final_dev is None:
+            final_dev = evaluate_task(model, dev)
+    return TrainedModel(model, state, output, final_dev, change)
+
+
+def save_model(config: TrainConfig, trained: TrainedModel, ready: ReadyModel, run: RunDir) -> Path:
+    """Write the kept model to `model/` in plain sentence-transformers format (no training-only settings)."""
+    model_dir = run.work / MODEL_DIR
+    if model_dir.exists():
+        shutil.rmtree(model_dir)
+    if ready.saved_processing is not None and not (config.qlora and config.lora_merge):
+        trained.model[0].processing_kwargs = ready.saved_processing  # a training-time setting, not the model's
+    trained.model.save(str(model_dir), create_model_card=False)
+    return model_dir
+
+
+def write_report(config: TrainConfig, rows: TrainingRows, run: RunDir, trained: TrainedModel,
+                 base_dev: dict[str, float] | None, device: str, data_ref: str | None) -> StageResult:
+    """metrics.json, logs/epochs.json and summary.json, the model card; drop the checkpoints; the result."""
+    state, output, final_dev = trained.state, trained.output, trained.dev
+    epochs = summarize_log(read_log(run.logs / STEP_LOG))
+    change = trained.max_weight_change
     train_metrics = {
         "steps": state.global_step,
         "max_steps": state.max_steps,
@@ -428,10 +493,11 @@ def train_in_dir(config: TrainConfig, rows: TrainingRows, dev: RetrievalTask | N
         "train_loss": output.training_loss,
         "samples_per_second": output.metrics.get("train_samples_per_second"),
         "runtime_s": output.metrics.get("train_runtime"),
-        "resumed_from_step": resumed_step,
-        "early_stopped": early_stopped,
+        "resumed_from_step": run.resumed_step,
+        "early_stopped": state.global_step < state.max_steps,
         "best_checkpoint_step": _checkpoint_step(state.best_model_checkpoint),
         "best_dev_metric": state.best_metric,
+        "max_weight_change": change,
     }
     metrics: dict[str, Any] = {"train": train_metrics}
     if final_dev is not None:
@@ -440,18 +506,39 @@ def train_in_dir(config: TrainConfig, rows: TrainingRows, dev: RetrievalTask | N
         metrics["dev_base"] = base_dev
     summary = {"config": as_dict(config), "data": data_ref, "data_stats": rows.stats, **metrics,
                "per_epoch": epochs, "device": device}
-    (logs / "epochs.json").write_text(json.dumps(epochs, indent=2) + "\n", encoding="utf-8")
-    (logs / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
-    (work / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
-    write_model_card(model_dir, base_model=config.model, data_ref=data_ref, config=_versioned(config),
+    (run.logs / "epochs.json").write_text(json.dumps(epochs, indent=2) + "\n", encoding="utf-8")
+    (run.logs / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
+    (run.work / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    write_model_card(run.work / MODEL_DIR, base_model=config.model, data_ref=data_ref, config=_versioned(config),
                      metrics=metrics, data_stats=rows.stats)
-    shutil.rmtree(checkpoints, ignore_errors=True)
+    shutil.rmtree(run.checkpoints, ignore_errors=True)
     headline: dict[str, Any] = {"steps": state.global_step, "loss": round(output.training_loss, 4)}
     if final_dev is not None:
         headline[f"dev_{config.metric}"] = round(final_dev[config.metric], 4)
     if base_dev is not None:
         headline[f"base_{config.metric}"] = round(base_dev[config.metric], 4)
-    return StageResult(stats={**rows.stats, "device": device}, metrics=metrics, headline=headline)
+    stats = {**rows.stats, "device": device, "weights_changed": None if change is None else change > 0,
+             "max_weight_change": change}
+    return StageResult(stats=stats, metrics=metrics, headline=headline)
+
+
+def train_in_dir(config: TrainConfig, rows: TrainingRows, dev: RetrievalTask | None, work: Path, *,
+                 data_ref: str | None = None, callbacks: Sequence[Any] = (), verbose: bool = False) -> StageResult:
+    """Train into `work` (resuming from its last checkpoint), save the model, logs and metrics."""
+    import transformers
+
+    device = start_device(config)
+    plan = check_plan(config, rows, dev)
+    run = open_run_dir(work)
+    with quiet_libraries(verbose):
+        transformers.set_seed(config.seed)
+        ready = load_trainable_model(config, device, dev, run)
+        trainer = build_trainer(config, ready.model, rows, dev, run, device, callbacks)
+        output = fit(trainer, run)
+        change = check_learned(ready.baseline, trainer.model, plan)
+        trained = pick_best(config, trainer, output, dev, run, device, change)
+        save_model(config, trained, ready, run)
+    return write_report(config, rows, run, trained, ready.base_dev, device, data_ref)
 
 
 def _logged_dev_metrics(entries: list[dict[str, Any]], state: Any, metric_key: str,
@@ -488,6 +575,34 @@ def _versioned(config: TrainConfig) -> dict[str, Any]:
 
 # -- the stage -------------------------------------------------------------------------------------
 
+# What a data file passed where an artifact belongs looks like (compose reads all of these).
+PAIRS_FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet", ".txt", ".gz")
+
+
+class PairsFileNotArtifact(PipeError):
+    """`--from` named a raw pairs file: it must be composed into a data artifact first."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        super().__init__(f"{path}: is a pairs file, not a data artifact",
+                         hint=f"turn it into one with `pipe compose --input {path}`, then train with "
+                              "--from compose@latest")
+
+
+def pairs_file_ref(ref: str) -> Path | None:
+    """The file a `--from` value names when it is a data file rather than an artifact ref, else None."""
+    if "@" in ref:
+        return None
+    path = Path(ref).expanduser()
+    if path.is_file() and path.name != "manifest.json":
+        return path
+    if not path.exists() and path.suffix.lower() in PAIRS_FILE_SUFFIXES:
+        raise PipeError(f"{ref}: no such file, and not an artifact ref",
+                        hint="pass a data artifact (compose@latest, mine@latest) or an existing pairs file "
+                             "to `pipe compose --input`")
+    return None
+
+
 @dataclass
 class TrainingData:
     """What one training run reads: the rows, the dev task and where they came from."""
@@ -500,11 +615,20 @@ class TrainingData:
 
 
 def resolve_data(store: Store, config: TrainConfig, data: str | Artifact | None) -> TrainingData:
-    """The training data: an artifact (ref or object), mine@latest, compose@latest, or pairs_path."""
+    """The training data: an artifact (ref or object), mine@latest, compose@latest, or pairs_path.
+
+    A raw pairs file (a FlagEmbedding `flag.jsonl`, a CSV) given as `data` is refused with
+    PairsFileNotArtifact: it has no dev split or corpus until `pipe compose` turns it into an artifact.
+    """
     artifact: Artifact | None
     if isinstance(data, Artifact):
         artifact = data
     elif data:
+        path = pairs_file_ref(str(data))
+        if path is not None:
+            raise PairsFileNotArtifact(path)
+        if Path(str(data)).name == "manifest.json":
+            data = str(Path(str(data)).parent)
         artifact = store.resolve(data)
     elif config.pairs_path:
         path = Path(config.pairs_path)
@@ -532,6 +656,40 @@ def resolve_data(store: Store, config: TrainConfig, data: str | Artifact | None)
     return TrainingData(artifact, rows, dev, artifact.ref, {})
 
 
+def training_rows(config: TrainConfig, source: TrainingData) -> TrainingRows:
+    """The rows as trainer columns: mined negatives capped (one for GIST), short anchors padded or dropped."""
+    max_negatives = config.max_negatives
+    if config.loss == "gist" and max_negatives != 1:
+        info("gist takes at most one mined negative per row: using each anchor's first (hardest)")
+        max_negatives = 1
+    return build_rows(source.rows, max_negatives=max_negatives, pad=config.pad_negatives, seed=config.seed)
+
+
+def version_extra(config: TrainConfig, source: TrainingData) -> dict[str, Any]:
+    """What besides config and input artifacts decides the result: the weights' hashes, a pairs file's."""
+    extra: dict[str, Any] = {"base_weights": model_fingerprint(config.model), **source.fingerprint}
+    if config.loss == "gist" and config.guide_model:
+        extra["guide_weights"] = model_fingerprint(config.guide_model)
+    if config.tokenizer:
+        extra["tokenizer"] = config.tokenizer
+    return extra
+
+
+def report_rows(rows: TrainingRows) -> None:
+    """Say how anchors short of mined negatives were handled (only when training runs, not on a cache hit)."""
+    if rows.stats["anchors_padded"]:
+        info(f"{rows.stats['anchors_padded']} of {rows.stats['anchors']} anchors had fewer than "
+             f"{rows.num_negatives} mined negatives: padded with other anchors' positives")
+    if rows.stats["anchors_dropped_short"]:
+        warn(f"{rows.stats['anchors_dropped_short']} anchors dropped for too few negatives (pad_negatives=drop)")
+
+
+def export_model(artifact: Artifact, target: Path) -> None:
+    """Copy a train artifact's model to a directory of the user's choosing."""
+    shutil.copytree(artifact.file(MODEL_DIR), target, dirs_exist_ok=True)
+    info(f"copied the model to {target}")
+
+
 def run_train(store: Store, config: TrainConfig, data: str | Artifact | None = None, force: bool = False,
               callbacks: Sequence[Any] = (), verbose: bool = False) -> RunOutcome:
     """Train on a data artifact (default mine@latest, else compose@latest); a train artifact.
@@ -540,39 +698,37 @@ def run_train(store: Store, config: TrainConfig, data: str | Artifact | None = N
     The version covers the config, the data artifact and the base weights' hash, so the same run
     is a cache hit and a killed run resumes in the same work directory.
     """
-    device = pick_device(config.device)
-    mixed_precision(config.dtype, device)
-    check_qlora(config, device)
+    start_device(config)
     source = resolve_data(store, config, data)
-    max_negatives = config.max_negatives
-    if config.loss == "gist" and max_negatives != 1:
-        info("gist takes at most one mined negative per row: using each anchor's first (hardest)")
-        max_negatives = 1
-    rows = build_rows(source.rows, max_negatives=max_negatives, pad=config.pad_negatives, seed=config.seed)
-    extra: dict[str, Any] = {"base_weights": model_fingerprint(config.model), **source.fingerprint}
-    if config.loss == "gist" and config.guide_model:
-        extra["guide_weights"] = model_fingerprint(config.guide_model)
-    if config.tokenizer:
-        extra["tokenizer"] = config.tokenizer
-    inputs = [source.artifact] if source.artifact is not None else []
+    rows = training_rows(config, source)
 
     def build(work: Path) -> StageResult:
-        if rows.stats["anchors_padded"]:  # said only when training runs, not on a cache hit
-            info(f"{rows.stats['anchors_padded']} of {rows.stats['anchors']} anchors had fewer than "
-                 f"{rows.num_negatives} mined negatives: padded with other anchors' positives")
-        if rows.stats["anchors_dropped_short"]:
-            warn(f"{rows.stats['anchors_dropped_short']} anchors dropped for too few negatives (pad_negatives=drop)")
+        report_rows(rows)
         return train_in_dir(config, rows, source.dev, work, data_ref=source.source, callbacks=callbacks,
                             verbose=verbose)
 
-    outcome = store.run(stage=STAGE, format_version=FORMAT_VERSION, config=_versioned(config), inputs=inputs,
-                        build=build, extra=extra, force=force, resumable=True)
+    outcome = store.run(stage=STAGE, format_version=FORMAT_VERSION, config=_versioned(config),
+                        inputs=[source.artifact] if source.artifact is not None else [], build=build,
+                        extra=version_extra(config, source), force=force, resumable=True)
     if config.export_dir:
-        target = Path(config.export_dir)
-        shutil.copytree(outcome.artifact.file(MODEL_DIR), target, dirs_exist_ok=True)
-        info(f"copied the model to {target}")
+        export_model(outcome.artifact, Path(config.export_dir))
     return outcome
 
 
-__all__ = ["run_train", "train_in_dir", "TrainConfig", "pick_device", "mixed_precision", "prepare_model",
-           "build_loss", "resolve_data", "MODEL_DIR", "STAGE"]
+__all__ = [
+    "MODEL_DIR",
+    "STAGE",
+    "PairsFileNotArtifact",
+    "TrainConfig",
+    "add_lora",
+    "build_loss",
+    "lora_error",
+    "merge_lora",
+    "mixed_precision",
+    "pairs_file_ref",
+    "pick_device",
+    "prepare_model",
+    "resolve_data",
+    "run_train",
+    "train_in_dir",
+]

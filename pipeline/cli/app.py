@@ -1,59 +1,182 @@
-"""The typer application and the options every stage command shares."""
+"""The typer application: one-line errors, the options every stage command shares, and `stage_command`.
+
+The shared options (`--data-dir`, `--config`, `--force`, `-v`, `-q`) are declared once here and
+read once into a `Shared` value: after the command name (`pipe train --data-dir d`) or before it
+(`pipe --data-dir d train`). Stage commands are generated from their config dataclasses
+(pipe_embed.pipeline.cli.options), so a new config field is a new flag with its doc as help.
+"""
 
 from __future__ import annotations
 
+import datetime as _dt
 import functools
 import os
-from collections.abc import Callable
+import sys
+import tempfile
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from typer.core import TyperCommand, TyperGroup
+
+from pipe_embed.pipeline.cli.options import SHARED_PANEL, option_parameter, with_signature
 from pipe_embed.pipeline.core.console import error, info, set_verbosity
 from pipe_embed.pipeline.core.errors import PipeError
 from pipe_embed.pipeline.core.store import RunOutcome, Store
 
 F = TypeVar("F", bound=Callable[..., Any])
+HELP = "Fine-tune text-embedding models on your own glossary: crawl → compose → mine → train → iterate."
+
+
+# typer's exception classes (its own or click's, depending on the typer release), found without
+# importing click: BadParameter -> UsageError -> ClickException.
+_UsageError: type[Exception] = typer.BadParameter.__mro__[1]
+_ClickException: type[Exception] = typer.BadParameter.__mro__[2]
+_ROOT: list[Shared] = []  # the shared options given before the command name, for this invocation
+
+
+def _switch_help(option: Any) -> Any:
+    """`--help` is a switch: show it without a value metavar."""
+    if option is not None:
+        option.metavar = ""
+    return option
+
+
+class PipeCommand(TyperCommand):
+    """A command whose --help reads as a switch."""
+
+    def get_help_option(self, ctx: Any) -> Any:
+        return _switch_help(super().get_help_option(ctx))
+
+
+class PipeGroup(TyperGroup):
+    """Usage errors (unknown flag, bad value) as one line with where to look, exit 2."""
+
+    def get_help_option(self, ctx: Any) -> Any:
+        return _switch_help(super().get_help_option(ctx))
+
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,  # type: ignore[override]
+             complete_var: str | None = None, standalone_mode: bool = True, **extra: Any) -> Any:
+        try:
+            result = super().main(args=args, prog_name=prog_name, complete_var=complete_var,
+                                   standalone_mode=False, **extra)
+        except _UsageError as exc:
+            ctx = getattr(exc, "ctx", None)
+            if type(exc).__name__ == "NoArgsIsHelpError":  # the help is already printed
+                sys.exit(0)
+            where = ctx.command_path if ctx is not None else "pipe"
+            error(f"{exc.format_message()} — see `{where} --help`")  # type: ignore[attr-defined]
+            sys.exit(2)
+        except _ClickException as exc:
+            error(exc.format_message())  # type: ignore[attr-defined]
+            sys.exit(getattr(exc, "exit_code", 1))
+        except typer.Abort:
+            error("aborted")
+            sys.exit(1)
+        if not standalone_mode:
+            return result
+        sys.exit(result if isinstance(result, int) else 0)
+
 
 app = typer.Typer(
     name="pipe",
-    help="Fine-tune text-embedding models on your own glossary: crawl → compose → mine → train → iterate.",
+    cls=PipeGroup,
+    help=HELP,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )
 
-DataDir = Annotated[Path, typer.Option("--data-dir", envvar="PIPE_DATA_DIR",
+
+@dataclass
+class Shared:
+    """The options every stage command takes."""
+
+    data_dir: Path
+    config: Path | None
+    force: bool
+    verbose: bool
+    quiet: bool
+
+
+SHARED_NAMES = ("data_dir", "config", "force", "verbose", "quiet")
+
+# For the hand-written store commands (ls, show, gc), which take only the store root.
+DataDir = Annotated[Path, typer.Option("--data-dir", envvar="PIPE_DATA_DIR", metavar="DIR",
                                        help="Artifact store root.", show_default=True)]
-ConfigFile = Annotated[Path | None, typer.Option("--config", help="Config file (TOML, YAML or JSON).")]
-Force = Annotated[bool, typer.Option("--force", help="Recompute even when an identical artifact exists.")]
-Verbose = Annotated[bool, typer.Option("-v", "--verbose", help="Show debug detail.")]
-Quiet = Annotated[bool, typer.Option("-q", "--quiet", help="Only errors.")]
+
+
+def shared_parameters() -> list:
+    """`--data-dir`, `--config`, `--force`, `-v`, `-q` as parameters (None = not given here)."""
+    panel = SHARED_PANEL
+    return [
+        option_parameter("data_dir", Path | None, None, "--data-dir", envvar="PIPE_DATA_DIR", metavar="DIR",
+                         help="Artifact store root. [dim]\\[default: ./data][/dim]", rich_help_panel=panel),
+        option_parameter("config", Path | None, None, "--config", metavar="FILE",
+                         help="Config file (TOML, YAML or JSON; one table per stage).", rich_help_panel=panel),
+        option_parameter("force", bool, False, "--force", help="Recompute even when an identical artifact exists.",
+                         rich_help_panel=panel),
+        option_parameter("verbose", bool, False, "--verbose", "-v", help="Show debug detail.", rich_help_panel=panel),
+        option_parameter("quiet", bool, False, "--quiet", "-q", help="Only errors.", rich_help_panel=panel),
+    ]
+
+
+def read_shared(values: dict[str, Any]) -> Shared:
+    """Pop the shared options from a command's values; fall back to those given before the command."""
+    root = _ROOT[-1] if _ROOT else None
+    got = {name: values.pop(name, None) for name in SHARED_NAMES}
+    data_dir = got["data_dir"] or (root.data_dir if root else None) or default_data_dir()
+    shared = Shared(data_dir=Path(data_dir), config=got["config"] or (root.config if root else None),
+                    force=bool(got["force"] or (root and root.force)),
+                    verbose=bool(got["verbose"] or (root and root.verbose)),
+                    quiet=bool(got["quiet"] or (root and root.quiet)))
+    set_verbosity(-1 if shared.quiet else (1 if shared.verbose else 0))
+    return shared
 
 
 def default_data_dir() -> Path:
     return Path(os.environ.get("PIPE_DATA_DIR", "data"))
 
 
+def open_store(shared: Shared) -> Store:
+    """The artifact store of the shared options."""
+    return Store(shared.data_dir)
+
+
 def setup(data_dir: Path, verbose: bool = False, quiet: bool = False) -> Store:
-    """Apply verbosity and open the store: the first line of every stage command."""
+    """Apply verbosity and open the store (for the store commands, which take only --data-dir)."""
     set_verbosity(-1 if quiet else (1 if verbose else 0))
     return Store(data_dir)
 
 
 def report(outcome: RunOutcome) -> None:
-    """Say what a stage run produced: a new artifact or an up-to-date one."""
+    """Say what a stage run produced (a new artifact or an up-to-date one); print its ref on stdout."""
     art = outcome.artifact
+    where = art.path.resolve()
     if outcome.cached:
-        info(f"[green]up to date[/green]: {art.ref} ({art.path}) — use --force to recompute")
+        info(f"[green]up to date[/green]: {art.ref} ({where}) — use --force to recompute")
     else:
-        info(f"[green]wrote[/green] {art.ref} → {art.path}")
+        info(f"[green]wrote[/green] {art.ref} → {where}")
     typer.echo(art.ref)
 
 
+def crash_log(exc: BaseException) -> Path:
+    """Write the traceback of an unexpected exception to a log file and return its path."""
+    folder = Path(os.environ.get("PIPE_LOG_DIR") or Path(tempfile.gettempdir()) / "pipe-logs")
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = folder / f"crash-{stamp}-{os.getpid()}.log"
+    path.write_text(f"pipe {' '.join(sys.argv[1:])}\n\n" + "".join(traceback.format_exception(exc)),
+                    encoding="utf-8")
+    return path
+
+
 def handle_errors(fn: F) -> F:
-    """Turn a PipeError into one red line on stderr and exit code 2 (no traceback)."""
+    """A PipeError is one red line and exit 2; anything unexpected is one line plus the log path, exit 1."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -65,18 +188,41 @@ def handle_errors(fn: F) -> F:
         except KeyboardInterrupt:
             error("interrupted; no artifact was written for the unfinished stage")
             raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort, _ClickException, SystemExit):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the last line of defence: no traceback on the terminal
+            log = crash_log(exc)
+            first = (str(exc).strip().splitlines() or [""])[0][:300]
+            error(f"unexpected {type(exc).__name__}: {first} — the traceback is in {log}; "
+                  "please report it with that file")
+            raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
 
 
 def command(name: str, help_text: str) -> Callable[[F], F]:
-    """Register a command on the app with error handling: `@command("compose", "…")`."""
+    """Register a hand-written command with error handling: `@command("ls", "…")`."""
 
     def decorate(fn: F) -> F:
-        app.command(name=name, help=help_text)(handle_errors(fn))
+        app.command(name=name, help=help_text, cls=PipeCommand)(handle_errors(fn))
         return fn
 
     return decorate
+
+
+def stage_command(name: str, help_text: str, params: Sequence[Any],
+                  body: Callable[[Shared, dict[str, Any]], None]) -> None:
+    """Register a generated stage command: its own parameters, then the shared ones.
+
+    `body(shared, values)` gets the shared options and the command's values (None = flag not given).
+    """
+
+    def run(values: dict[str, Any]) -> None:
+        shared = read_shared(values)
+        body(shared, values)
+
+    fn = with_signature(run, [*params, *shared_parameters()], name)
+    app.command(name=name, help=help_text, cls=PipeCommand)(handle_errors(fn))
 
 
 def _version(value: bool) -> None:
@@ -89,7 +235,15 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, metavar="",
                                           help="Print the version and exit.")] = False,
+    data_dir: Annotated[Path | None, typer.Option("--data-dir", envvar="PIPE_DATA_DIR", metavar="DIR",
+                                                  help="Artifact store root. [dim]\\[default: ./data][/dim]")] = None,
+    config: Annotated[Path | None, typer.Option("--config", metavar="FILE", help="Config file for every stage.")] = None,
+    force: Annotated[bool, typer.Option("--force", metavar="", help="Recompute even when an identical artifact exists.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", metavar="", help="Show debug detail.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", metavar="", help="Only errors.")] = False,
 ) -> None:
     """Fine-tune text-embedding models on your own glossary: crawl → compose → mine → train → iterate."""
+    _ROOT[:] = [Shared(data_dir=data_dir or default_data_dir(), config=config, force=force, verbose=verbose,
+                       quiet=quiet)]

@@ -2,66 +2,43 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated
+from typing import Any
 
-import typer
-from pipe_embed.pipeline.cli.app import (
-    ConfigFile,
-    DataDir,
-    Force,
-    Quiet,
-    Verbose,
-    command,
-    report,
-    setup,
-)
+from pipe_embed.mining.stage import MineConfig
+from pipe_embed.pipeline.cli.app import Shared, open_store, report, stage_command
+from pipe_embed.pipeline.cli.inputs import data_ref
+from pipe_embed.pipeline.cli.options import argument_parameter, config_parameters, option_parameter, overrides
 from pipe_embed.pipeline.core.config import load_config
 from pipe_embed.pipeline.core.console import console, info
+from pipe_embed.pipeline.iterate import IterateConfig, read_rounds, run_iterate
+from pipe_embed.pipeline.report import ReportConfig, run_report
+from pipe_embed.training.config import EvalConfig, TrainConfig, load_eval_config, load_train_config
+
+MINE_FLAGS = ("num_negatives",)
+TRAIN_FLAGS = ("epochs", "batch_size", "max_steps")
 
 
-@command("iterate", "Mine → train → eval for N rounds, re-mining with each new model; early stop on dev.")
-def iterate(
-    rounds: Annotated[int | None, typer.Option(help="Maximum number of rounds.")] = None,
-    from_ref: Annotated[str, typer.Option("--from", help="Compose artifact (or a mine made from one).")] = "compose@latest",
-    first: Annotated[str | None, typer.Option(help="Round 1 miner: faiss | bm25 | hybrid.")] = None,
-    model: Annotated[str | None, typer.Option(help="Base model: path or id (default: bundled all-MiniLM-L6-v2).")] = None,
-    continue_training: Annotated[bool | None, typer.Option("--continue/--from-base", help="Start each round from the previous round's weights.")] = None,
-    negatives: Annotated[str | None, typer.Option(help="Across rounds: replace | union.")] = None,
-    metric: Annotated[str | None, typer.Option(help="Dev metric for early stopping and the best round.")] = None,
-    min_delta: Annotated[float | None, typer.Option(help="Required dev improvement per round.")] = None,
-    num_negatives: Annotated[int | None, typer.Option(help="Mined negatives per anchor (mine).")] = None,
-    epochs: Annotated[int | None, typer.Option(help="Training epochs per round (train).")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Training batch size (train).")] = None,
-    max_steps: Annotated[int | None, typer.Option(help="Training steps per round, 0 = epochs decide (train).")] = None,
-    data_dir: DataDir = Path("data"),
-    config: ConfigFile = None,
-    force: Force = False,
-    verbose: Verbose = False,
-    quiet: Quiet = False,
-) -> None:
-    from pipe_embed.mining.stage import MineConfig
-    from pipe_embed.pipeline.iterate import IterateConfig, read_rounds, run_iterate
-    from pipe_embed.training.config import load_eval_config, load_train_config
-
-    store = setup(data_dir, verbose, quiet)
-    cfg = load_config(IterateConfig, "iterate", config, {
-        "rounds": rounds, "first": first, "model": model, "continue_training": continue_training,
-        "negatives": negatives, "metric": metric, "min_delta": min_delta})
-    mine_cfg = load_config(MineConfig, "mine", config, {"num_negatives": num_negatives})
-    train_cfg = load_train_config(config, {"epochs": epochs, "batch_size": batch_size, "max_steps": max_steps})
-    eval_cfg = load_eval_config(config, {})
-    outcome = run_iterate(store, cfg, mine_cfg, train_cfg, eval_cfg, from_ref=from_ref, force=force)
+def iterate(shared: Shared, values: dict[str, Any]) -> None:
+    """Run the rounds (cache hits for the finished ones) and print the per-round table."""
+    store = open_store(shared)
+    config = load_config(IterateConfig, "iterate", shared.config, overrides(IterateConfig, values))
+    mine_config = load_config(MineConfig, "mine", shared.config, overrides(MineConfig, values, "mine__"))
+    train_config = load_train_config(shared.config, overrides(TrainConfig, values, "train__"))
+    eval_config = load_eval_config(shared.config, overrides(EvalConfig, values, "eval__"))
+    source = data_ref(store, values["from_ref"], shared.config) or "compose@latest"
+    outcome = run_iterate(store, config, mine_config, train_config, eval_config, from_ref=source,
+                          force=shared.force)
     data = read_rounds(outcome.artifact)
-    if not quiet:
+    if not shared.quiet:
         console.print(rounds_table(data))
         best = next(r for r in data["rounds"] if r["round"] == data["best_round"])
+        model = store.resolve(best["train"], stage="train").file("model").resolve()
         info(f"best: round {best['round']} ({data['metric']} {best['dev'][data['metric']]:.4f} on dev) — "
-             f"model at {best['model_path']}")
+             f"model at {model}")
     report(outcome)
 
 
-def rounds_table(data: dict):
+def rounds_table(data: dict[str, Any]) -> Any:
     """The per-round table printed after `pipe iterate`."""
     from rich.table import Table
 
@@ -81,19 +58,25 @@ def rounds_table(data: dict):
     return table
 
 
-@command("report", "Write an HTML report with plots of an iterate run (default iterate@latest).")
-def report_cmd(
-    ref: Annotated[str, typer.Argument(help="An iterate artifact.")] = "iterate@latest",
-    data_dir: DataDir = Path("data"),
-    config: ConfigFile = None,
-    force: Force = False,
-    verbose: Verbose = False,
-    quiet: Quiet = False,
-) -> None:
-    from pipe_embed.pipeline.report import ReportConfig, run_report
-
-    store = setup(data_dir, verbose, quiet)
-    cfg = load_config(ReportConfig, "report", config, {})
-    outcome = run_report(store, cfg, ref, force=force)
-    info(f"report: {outcome.artifact.file('index.html')}")
+def report_cmd(shared: Shared, values: dict[str, Any]) -> None:
+    """Write the HTML report of an iterate artifact."""
+    config = load_config(ReportConfig, "report", shared.config, overrides(ReportConfig, values))
+    outcome = run_report(open_store(shared), config, values["ref"], force=shared.force)
+    info(f"report: {outcome.artifact.file('index.html').resolve()}")
     report(outcome)
+
+
+stage_command(
+    "iterate", "Mine → train → eval for N rounds, re-mining with each new model; early stop on dev.",
+    [option_parameter("from_ref", str | None, None, "--from", metavar="REF", shown_default="compose@latest",
+                      help="Compose artifact (or a mine made from one), or a pairs file (composed first)."),
+     *config_parameters(IterateConfig),
+     *config_parameters(MineConfig, only=MINE_FLAGS, prefix="mine__", panel="Mining (each round)"),
+     *config_parameters(TrainConfig, only=TRAIN_FLAGS, prefix="train__", panel="Training (each round)")],
+    iterate)
+
+stage_command(
+    "report", "Write an HTML report with plots of an iterate run (default iterate@latest).",
+    [argument_parameter("ref", str, "iterate@latest", help="An iterate artifact."),
+     *config_parameters(ReportConfig)],
+    report_cmd)

@@ -23,11 +23,33 @@ else:  # pragma: no cover
 C = TypeVar("C")
 
 
-def option(default: Any, doc: str) -> Any:
-    """A config field with its default and a one-line description."""
+def option(default: Any, doc: str, *, versioned: bool = True, flag: str | None = None,
+           short: str | None = None, cli: bool = True) -> Any:
+    """A config field: its default, a one-line doc (the CLI help), and whether it is versioned.
+
+    `versioned=False` is the one way to keep an operational field (batch size for encoding, device,
+    an export path) out of the artifact's version: changing it never re-runs a stage. `flag` overrides
+    the generated flag name (default `--field-name`), `short` adds a one-letter alias, and `cli=False`
+    keeps the field to config files only.
+    """
+    metadata = {"doc": doc, "versioned": versioned, "flag": flag, "short": short, "cli": cli}
     if isinstance(default, (list, dict, set)):
-        return dataclasses.field(default_factory=lambda: type(default)(default), metadata={"doc": doc})
-    return dataclasses.field(default=default, metadata={"doc": doc})
+        return dataclasses.field(default_factory=lambda: type(default)(default), metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def is_versioned(f: dataclasses.Field) -> bool:  # type: ignore[type-arg]
+    """Whether a config field takes part in the artifact version (see `option(versioned=...)`)."""
+    return bool(f.metadata.get("versioned", True))
+
+
+def versioned_dict(config: Any) -> dict[str, Any]:
+    """The resolved config minus its `versioned=False` fields: what goes into a version."""
+    values = dataclasses.asdict(config)
+    for f in dataclasses.fields(config):
+        if not is_versioned(f):
+            values.pop(f.name, None)
+    return values
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
@@ -168,4 +190,5 @@ def as_dict(config: Any) -> dict[str, Any]:
     return dataclasses.asdict(config)
 
 
-__all__ = ["option", "load_config", "build_config", "read_config_file", "config_docs", "as_dict"]
+__all__ = ["option", "load_config", "build_config", "read_config_file", "config_docs", "as_dict",
+           "versioned_dict", "is_versioned"]

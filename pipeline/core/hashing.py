@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
+import importlib.util
 import json
 from pathlib import Path
 from typing import Any
@@ -55,3 +57,35 @@ def hash_files(paths: list[Path], root: Path | None = None) -> str:
         digest.update(name.encode())
         digest.update(hash_file(path).encode())
     return digest.hexdigest()
+
+
+def code_modules(module_name: str) -> str:
+    """The code a stage's output depends on: the package of the module that defines the stage
+    (`pipe_embed.mining.stage` -> `pipe_embed.mining`), or the module alone when it sits directly
+    in `pipe_embed.pipeline` (iterate, report), whose package also holds the core and the CLI."""
+    package, _, _ = module_name.rpartition(".")
+    return module_name if package in ("", "pipe_embed.pipeline") else package
+
+
+@functools.lru_cache(maxsize=64)
+def code_version(name: str, length: int = 16) -> str:
+    """sha256 over the source of a module or of every module of a package (relative path + bytes).
+
+    Part of every artifact's version, so that a change to a stage's own code re-runs that stage
+    instead of serving a stale cache hit.
+    """
+    spec = importlib.util.find_spec(name)
+    if spec is None:
+        raise ValueError(f"no module named {name!r}")
+    if spec.submodule_search_locations:
+        roots = [Path(p) for p in spec.submodule_search_locations]
+        files = sorted({(f.relative_to(root).as_posix(), f) for root in roots for f in root.rglob("*.py")
+                        if "__pycache__" not in f.parts})
+    else:
+        origin = Path(spec.origin or "")
+        files = [(origin.name, origin)]
+    digest = hashlib.sha256()
+    for rel, path in files:
+        digest.update(rel.encode("utf-8") + b"\0")
+        digest.update(path.read_bytes().replace(b"\r\n", b"\n") + b"\0")
+    return digest.hexdigest()[:length]

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import numbers
 import os
+import re
 import unicodedata
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -20,6 +22,7 @@ from typing import Any
 from pipe_embed.pipeline.core.errors import InputError
 
 SPLITS = ("train", "dev", "test")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 CORPUS_FILE = "corpus.jsonl"
 
 
@@ -45,21 +48,145 @@ def anchor_id(anchor: str) -> str:
     return "a" + hashlib.sha1(normalize_key(anchor).encode("utf-8")).hexdigest()[:16]
 
 
-def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+def require_file(path: str | Path, what: str = "input file") -> Path:
+    """The path if it is a readable regular file; else an InputError saying what it is instead."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(path, f"is a directory, not a {what}", hint="name a file (or the files inside it)")
+    if not path.exists():
+        raise InputError(path, f"{what} not found")
+    if not path.is_file():
+        raise InputError(path, f"is not a regular file, so it cannot be read as a {what}")
+    if not os.access(path, os.R_OK):
+        raise InputError(path, f"cannot read the {what}: permission denied")
+    return path
+
+
+def utf8_error_at(path: str | Path) -> tuple[int, int] | None:
+    """(line, column) of the first byte sequence that is not UTF-8, or None when the file is clean."""
+    with open(path, "rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                return number, exc.start + 1
+    return None
+
+
+def not_utf8(path: str | Path, line: int | None = None, column: int | None = None) -> InputError:
+    """The error for a file that is not UTF-8, at the first bad byte (found when not given)."""
+    if line is None:
+        found = utf8_error_at(path)
+        line, column = found if found else (None, None)
+    where = f" (byte {column} of the line)" if column else ""
+    return InputError(path, f"not UTF-8 text{where}", line=line,
+                      hint="re-save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)")
+
+
+def iter_lines(path: str | Path, what: str = "input file") -> Iterator[tuple[int, str]]:
+    """(line number, text) of a UTF-8 file (a leading BOM dropped); a bad byte names file and line."""
+    path = require_file(path, what)
+    try:
+        fh = open(path, "rb")
+    except OSError as exc:
+        raise InputError(path, f"cannot open: {exc.strerror}") from None
+    with fh:
+        for number, raw in enumerate(fh, start=1):
+            try:
+                text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                raise not_utf8(path, number, exc.start + 1) from None
+            yield number, text
+
+
+def _check_surrogates(obj: Any, path: Path, line: int) -> None:
+    """JSON may escape half a UTF-16 pair (\\ud800): not text, and it breaks every later write."""
+    try:
+        json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputError(path, "holds a lone surrogate escape (\\ud800-\\udfff), which is not valid text",
+                         line=line, hint="fix or remove that line") from None
+
+
+def iter_jsonl(path: str | Path, what: str = "input file") -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, object) for each non-blank line; a malformed line names file and line."""
     path = Path(path)
-    with open(path, encoding="utf-8") as fh:
-        for number, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(path, f"malformed JSON ({exc.msg})", line=number,
-                                 hint="fix or remove that line") from None
-            if not isinstance(obj, dict):
-                raise InputError(path, "expected a JSON object per line", line=number)
-            yield number, obj
+    for number, line in iter_lines(path, what):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputError(path, f"malformed JSON ({exc.msg})", line=number,
+                             hint="fix or remove that line") from None
+        except RecursionError:
+            raise InputError(path, "JSON nested too deeply", line=number) from None
+        if not isinstance(obj, dict):
+            raise InputError(path, f"expected a JSON object per line, got {describe_value(obj)}", line=number)
+        if _SURROGATE_ESCAPE.search(line):
+            _check_surrogates(obj, path, number)
+        yield number, obj
+
+
+def is_missing(value: Any) -> bool:
+    """None, NaN, or pandas' NA/NaT: a cell without a value."""
+    if value is None or type(value).__name__ in ("NAType", "NaTType"):
+        return True
+    try:
+        return bool(value != value)  # NaN of any float type
+    except (TypeError, ValueError):
+        return False
+
+
+def describe_value(value: Any) -> str:
+    """A short description of a JSON/Parquet value for an error line: `a number (12)`."""
+    name = type(value).__name__
+    if isinstance(value, bool) or name in ("bool_", "bool"):
+        kind = "a boolean"
+    elif isinstance(value, numbers.Number) or hasattr(value, "dtype") and not hasattr(value, "__len__"):
+        kind = "a number"
+    elif isinstance(value, dict):
+        kind = "an object"
+    elif isinstance(value, (list, tuple)) or hasattr(value, "tolist"):
+        kind = "a list"
+    elif isinstance(value, str):
+        kind = "text"
+    else:
+        kind = f"a {name}"
+    shown = repr(value.tolist() if hasattr(value, "tolist") else value)
+    return f"{kind} ({shown[:40] + '…' if len(shown) > 40 else shown})"
+
+
+def as_text(value: Any, path: str | Path, line: int, column: str, hint: str | None = None) -> str:
+    """A text cell: a string, or "" when missing (the row is then dropped and counted); else an error."""
+    if isinstance(value, str):
+        return value
+    if is_missing(value):
+        return ""
+    raise InputError(path, f"column '{column}': expected text, got {describe_value(value)}", line=line,
+                     hint=hint or "write it as a JSON string, or fix the column")
+
+
+def as_texts(value: Any, path: str | Path, line: int, column: str, hint: str | None = None) -> list[str]:
+    """A text or a list of texts; missing values become "" (counted as dropped), other types are errors."""
+    if isinstance(value, str):
+        return [value]
+    if not hasattr(value, "__len__") and is_missing(value):
+        return []
+    items = value.tolist() if hasattr(value, "tolist") and not isinstance(value, (list, tuple)) else value
+    if not isinstance(items, (list, tuple)):
+        raise InputError(path, f"column '{column}': expected text or a list of texts, got {describe_value(value)}",
+                         line=line, hint=hint or "write it as a JSON string or a list of strings")
+    out = []
+    for number, item in enumerate(items, start=1):
+        if isinstance(item, str):
+            out.append(item)
+        elif is_missing(item):
+            out.append("")
+        else:
+            raise InputError(path, f"column '{column}': item {number}: expected text, got {describe_value(item)}",
+                             line=line, hint=hint or "write it as a JSON string or a list of strings")
+    return out
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
@@ -80,29 +207,33 @@ def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> int:
     return count
 
 
-def _as_list(value: Any) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [value]
-    return [str(v) for v in value]
+def _field(obj: dict[str, Any], *names: str) -> tuple[str | None, Any]:
+    """The first of `names` present with a value, and that value (None, None when none is)."""
+    for name in names:
+        if obj.get(name) is not None:
+            return name, obj[name]
+    return None, None
 
 
 def to_canonical(obj: dict[str, Any], path: Path, line: int) -> dict[str, Any]:
-    """One row in canonical form, from canonical or FlagEmbedding (`query/pos/neg`) fields."""
+    """One row in canonical form, from canonical or FlagEmbedding (`query/pos/neg`) fields.
+
+    A value of the wrong type (a number or an object where text belongs) names file, line and column.
+    """
     if "anchor" in obj:
-        anchor = obj["anchor"]
-        positives = _as_list(obj.get("positives") or obj.get("positive"))
-        negatives = _as_list(obj.get("hard_negatives") or obj.get("negatives"))
+        anchor_col, positive_names, negative_names = "anchor", ("positives", "positive"), ("hard_negatives", "negatives")
     elif "query" in obj:
-        anchor = obj["query"]
-        positives = _as_list(obj.get("pos") or obj.get("positive"))
-        negatives = _as_list(obj.get("neg") or obj.get("negative"))
+        anchor_col, positive_names, negative_names = "query", ("pos", "positive"), ("neg", "negative")
     else:
         raise InputError(path, f"row has neither 'anchor' nor 'query' (fields: {', '.join(obj)})",
                          line=line, hint="use anchor/positive/hard_negatives or query/pos/neg")
-    if not isinstance(anchor, str) or not anchor.strip():
-        raise InputError(path, "empty or non-text anchor", line=line)
+    anchor = as_text(obj[anchor_col], path, line, anchor_col)
+    if not anchor.strip():
+        raise InputError(path, f"column '{anchor_col}': empty anchor", line=line)
+    pos_col, pos_value = _field(obj, *positive_names)
+    positives = [p for p in as_texts(pos_value, path, line, pos_col or positive_names[0]) if p.strip()]
+    neg_col, neg_value = _field(obj, *negative_names)
+    negatives = [n for n in as_texts(neg_value, path, line, neg_col or negative_names[0]) if n.strip()]
     if not positives:
         raise InputError(path, "row has no positive", line=line)
     row = dict(obj)
@@ -110,25 +241,33 @@ def to_canonical(obj: dict[str, Any], path: Path, line: int) -> dict[str, Any]:
         row.pop(key, None)
     row.update(anchor=anchor, positive=positives[0], positives=positives, hard_negatives=negatives)
     row.setdefault("id", anchor_id(anchor))
-    row.setdefault("positive_ids", [doc_id(p) for p in positives])
+    if "positive_ids" in row:
+        row["positive_ids"] = as_texts(row["positive_ids"], path, line, "positive_ids")
+    else:
+        row["positive_ids"] = [doc_id(p) for p in positives]
     return row
 
 
 def read_pairs(path: str | Path) -> list[dict[str, Any]]:
     """Read a pairs JSONL file (canonical or FlagEmbedding form) into canonical rows."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "pairs file not found")
-    return [to_canonical(obj, path, number) for number, obj in iter_jsonl(path)]
+    return [to_canonical(obj, path, number) for number, obj in iter_jsonl(path, "pairs file")]
 
 
 def read_corpus(path: str | Path) -> list[dict[str, Any]]:
-    """Read a corpus JSONL file of `{"id", "text"}` rows."""
+    """Read a corpus JSONL file of `{"id", "text"}` rows (a numeric id is taken as its text)."""
     path = Path(path)
     rows = []
-    for number, obj in iter_jsonl(path):
+    for number, obj in iter_jsonl(path, "corpus file"):
         if "text" not in obj:
             raise InputError(path, "corpus row without 'text'", line=number)
-        obj.setdefault("id", doc_id(obj["text"]))
+        obj["text"] = as_text(obj["text"], path, number, "text")
+        ident = obj.get("id")
+        if isinstance(ident, int) and not isinstance(ident, bool):
+            obj["id"] = str(ident)
+        elif ident is None:
+            obj["id"] = doc_id(obj["text"])
+        else:
+            obj["id"] = as_text(ident, path, number, "id")
         rows.append(obj)
     return rows

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import fcntl
 import json
 import os
+import re
 import shutil
+import socket
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
@@ -23,12 +26,19 @@ from typing import Any
 
 from pipe_embed.pipeline import __version__
 from pipe_embed.pipeline.core.errors import PipeError
-from pipe_embed.pipeline.core.hashing import canonical_json, hash_file, hash_value
+from pipe_embed.pipeline.core.config import versioned_dict
+from pipe_embed.pipeline.core.hashing import canonical_json, code_modules, code_version, hash_file, hash_value
 
 MANIFEST = "manifest.json"
 SCHEMA_VERSION = 1
 VERSION_LENGTH = 12
 DEFAULT_DATA_DIR = Path("data")
+LOCKS = ".locks"
+TEMP_KINDS = (".tmp", ".old", ".del")  # a run's work dir, a replaced artifact, an artifact being deleted
+PIPELINE_STAGES = ("crawl", "compose", "mine", "train", "eval", "iterate", "report")
+REF_HINT = "refs are stage@latest, stage@<version prefix>, or an artifact directory inside the data dir"
+_STAGE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
+_SELECTOR = re.compile(r"[A-Za-z0-9]+")
 
 
 @dataclass(frozen=True)
@@ -88,15 +98,17 @@ def now_iso() -> str:
 
 
 def fingerprint(stage: str, format_version: int, config: Any, inputs: list[Artifact],
-                extra: dict[str, Any] | None = None) -> str:
-    """The version: a hash of stage, format version, resolved config, input versions and extras."""
+                extra: dict[str, Any] | None = None, code: str | None = None) -> str:
+    """The version: a hash of stage, format version, versioned config, input versions, extras and code."""
     payload = {
         "stage": stage,
         "format_version": format_version,
-        "config": config,
+        "config": versioned_dict(config) if dataclasses.is_dataclass(config) else config,
         "inputs": sorted(f"{a.stage}@{a.version}" for a in inputs),
         "extra": extra or {},
     }
+    if code is not None:
+        payload["code"] = code
     return hash_value(payload, VERSION_LENGTH)
 
 
@@ -143,6 +155,17 @@ def describe_files(root: Path) -> dict[str, dict[str, Any]]:
     return files
 
 
+def _code_of(build: Callable[..., Any]) -> str | None:
+    """The code version of the package that defines a stage's build function (None if unknowable)."""
+    module = getattr(build, "__module__", None)
+    if not module or module == "__main__":
+        return None
+    try:
+        return code_version(code_modules(module))
+    except (ImportError, ValueError, OSError):
+        return None
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -153,11 +176,64 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def valid_stage_name(name: str) -> bool:
+    """A stage name is one plain path component: letters, digits, `_` and `-`, never `.` or `/`."""
+    return bool(_STAGE_NAME.fullmatch(name))
+
+
+def _host_tag(name: str) -> str:
+    """A host name as it may appear in a temp dir name: no `-` (the field separator), at most 40 chars."""
+    return re.sub(r"[^A-Za-z0-9.]", "_", name)[:40] or "host"
+
+
+HOST = _host_tag(socket.gethostname())
+
+
+@dataclass(frozen=True)
+class TempName:
+    """What a hidden `.tmp-`/`.old-`/`.del-` directory name says about the run that made it."""
+
+    kind: str  # ".tmp", ".old" or ".del"
+    version: str
+    host: str | None  # None: a name from before hosts were recorded
+    pid: int
+
+
+def temp_name(kind: str, version: str) -> str:
+    """`.tmp-<version>-<host>-<pid>-<rand>`: host and pid say whose it is, so only its host may clean it."""
+    return f"{kind}-{version}-{HOST}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def parse_temp_name(name: str) -> TempName | None:
+    """The parts of a temp dir name (also the older `<kind>-<version>-<pid>-<rand>`), or None."""
+    parts = name.split("-")
+    if parts[0] not in TEMP_KINDS or len(parts) not in (4, 5):
+        return None
+    host = parts[2] if len(parts) == 5 else None
+    try:
+        pid = int(parts[-2])
+    except ValueError:
+        return None
+    return TempName(parts[0], parts[1], host, pid)
+
+
+def stale_on_this_host(entry: TempName) -> bool:
+    """Whether a temp dir was left by a process of this host that is gone (never another host's)."""
+    return entry.host == HOST and not _pid_alive(entry.pid)
+
+
 class Store:
     """The artifact store rooted at a data directory."""
 
     def __init__(self, root: str | Path = DEFAULT_DATA_DIR) -> None:
         self.root = Path(root)
+        for path in (self.root, *self.root.parents):
+            if path.exists():
+                if not path.is_dir():
+                    raise PipeError(f"{path}: the data dir {'is' if path == self.root else 'lies under'} "
+                                    "a file, not a directory",
+                                    hint="pass --data-dir DIR (a directory; it is created when missing)")
+                break
 
     # -- reading -----------------------------------------------------------------------------
     def stage_dir(self, stage: str) -> Path:
@@ -168,7 +244,7 @@ class Store:
         if not self.root.is_dir():
             return []
         return sorted(d.name for d in self.root.iterdir()
-                      if d.is_dir() and not d.name.startswith(".") and self.versions(d.name))
+                      if d.is_dir() and valid_stage_name(d.name) and self.versions(d.name))
 
     def load(self, path: Path) -> Artifact | None:
         """The artifact at a directory, or None when it has no (readable) manifest."""
@@ -184,6 +260,8 @@ class Store:
 
     def versions(self, stage: str) -> list[Artifact]:
         """All finished artifacts of a stage, newest first."""
+        if not valid_stage_name(stage):
+            raise PipeError(f"'{stage}' is not a stage name", hint="stage names are plain words such as compose")
         directory = self.stage_dir(stage)
         if not directory.is_dir():
             return []
@@ -192,29 +270,73 @@ class Store:
         return sorted(found, key=lambda a: (a.manifest.get("finished", ""), a.version), reverse=True)
 
     def get(self, stage: str, version: str) -> Artifact | None:
+        """The artifact stage@version (exact version), or None; never looks outside the store."""
+        if not (isinstance(stage, str) and isinstance(version, str) and valid_stage_name(stage)
+                and valid_stage_name(version)):
+            return None
         return self.load(self.stage_dir(stage) / version)
 
     def resolve(self, ref: str | Path, stage: str | None = None) -> Artifact:
-        """Resolve `stage@latest`, `stage@<version prefix>`, a bare stage name, or a path."""
-        text = str(ref)
-        path = Path(text)
-        if "@" not in text and (path.is_dir() or os.sep in text or text.startswith(".")):
-            artifact = self.load(path)
-            if artifact is None:
-                raise PipeError(f"{text}: not an artifact (no {MANIFEST} in it)",
-                                hint="point at a data/<stage>/<version> directory or use stage@latest")
-            if stage and artifact.stage != stage:
-                raise PipeError(f"{text}: is a '{artifact.stage}' artifact, expected '{stage}'")
-            return artifact
-        name, _, selector = text.partition("@")
-        selector = selector or "latest"
+        """Resolve `stage@latest`, `stage@<version prefix>`, a bare stage name, or a path.
+
+        A ref never leaves the store: the stage part is one plain name, and a path must be an
+        artifact directory `<data dir>/<stage>/<version>` (symlinks resolved) of this store.
+        """
+        text = str(ref).strip()
+        if not text:
+            raise PipeError("empty artifact reference", hint=REF_HINT)
+        if "@" in text:
+            name, _, selector = text.partition("@")
+            if not name:
+                raise PipeError(f"{text}: give a stage before '@'", hint=f"e.g. compose{text}")
+            if not valid_stage_name(name):
+                raise PipeError(f"{text}: '{name}' is not a stage name", hint=REF_HINT)
+            if not selector:
+                raise PipeError(f"{text}: give a version after '@'",
+                                hint=f"{name}@latest or {name}@<version prefix> (`pipe ls {name}` lists them)")
+            if not _SELECTOR.fullmatch(selector):
+                raise PipeError(f"{text}: '{selector}' is not a version",
+                                hint=f"{name}@latest or {name}@<version prefix> (`pipe ls {name}` lists them)")
+            return self._by_name(text, name, selector, stage)
+        path = Path(text).expanduser()
+        looks_like_path = "/" in text or os.sep in text or text.startswith((".", "~")) or path.is_absolute()
+        if not looks_like_path and valid_stage_name(text) and (self.versions(text) or not path.is_dir()):
+            return self._by_name(text, text, "latest", stage)
+        if not looks_like_path and not path.is_dir():
+            raise PipeError(f"{text}: not a stage name or an artifact directory", hint=REF_HINT)
+        return self._by_path(text, path, stage)
+
+    def _by_path(self, text: str, path: Path, stage: str | None) -> Artifact:
+        root = self.root.resolve()
+        real = path.resolve()
+        try:
+            rel = real.relative_to(root)
+        except ValueError:
+            raise PipeError(f"{text}: outside the data dir {self.root}",
+                            hint="refs never leave the store: pass --data-dir for the store that holds it, "
+                                 "or use stage@version") from None
+        if len(rel.parts) != 2 or not all(valid_stage_name(p) for p in rel.parts):
+            raise PipeError(f"{text}: not an artifact directory of {self.root}",
+                            hint=f"point at {self.root}/<stage>/<version> or use stage@latest")
+        artifact = self.load(self.root / rel)
+        if artifact is None:
+            raise PipeError(f"{text}: not an artifact (no {MANIFEST} in it)",
+                            hint="point at a data/<stage>/<version> directory or use stage@latest")
+        if stage and artifact.stage != stage:
+            raise PipeError(f"{text}: is a '{artifact.stage}' artifact, expected '{stage}'")
+        return artifact
+
+    def _by_name(self, text: str, name: str, selector: str, stage: str | None) -> Artifact:
         if stage and name != stage:
             raise PipeError(f"{text}: expected a '{stage}' artifact")
         candidates = self.versions(name)
         if not candidates:
             have = ", ".join(self.stages()) or "none"
-            raise PipeError(f"no '{name}' artifact in {self.root}",
-                            hint=f"run `pipe {name}` first (stages with artifacts: {have})")
+            if name in PIPELINE_STAGES:
+                hint = f"run `pipe {name}` first (stages with artifacts: {have})"
+            else:
+                hint = f"'{name}' is no stage here (stages with artifacts: {have})"
+            raise PipeError(f"no '{name}' artifact in {self.root}", hint=hint)
         if selector == "latest":
             return candidates[0]
         matches = [a for a in candidates if a.version.startswith(selector)]
@@ -246,25 +368,30 @@ class Store:
         return None
 
     # -- writing -----------------------------------------------------------------------------
+    def lock_path(self, stage: str, version: str) -> Path:
+        """The per-version lock file; it also names the host and pid of the last run that held it."""
+        return self.stage_dir(stage) / LOCKS / f"{version}.lock"
+
     @contextlib.contextmanager
     def _lock(self, stage: str, version: str) -> Iterator[None]:
-        lock_dir = self.stage_dir(stage) / ".locks"
-        lock_dir.mkdir(parents=True, exist_ok=True)
-        with open(lock_dir / f"{version}.lock", "w") as fh:
+        path = self.lock_path(stage, version)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a+", encoding="utf-8") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             try:
+                fh.seek(0)
+                fh.truncate()
+                fh.write(f"{HOST} {os.getpid()}\n")
+                fh.flush()
                 yield
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
     def _clean_stale(self, stage: str) -> None:
-        """Remove temporary directories left by runs whose process is gone."""
+        """Remove work dirs left by dead runs of this host; other hosts' dirs are never touched."""
         for tmp in self.stage_dir(stage).glob(".tmp-*"):
-            try:
-                pid = int(tmp.name.split("-")[2])
-            except (IndexError, ValueError):
-                continue
-            if not _pid_alive(pid):
+            entry = parse_temp_name(tmp.name)
+            if entry is not None and stale_on_this_host(entry):
                 shutil.rmtree(tmp, ignore_errors=True)
 
     def run(self, *, stage: str, format_version: int, config: Any, inputs: list[Artifact],
@@ -272,13 +399,23 @@ class Store:
             force: bool = False, resumable: bool = False) -> RunOutcome:
         """Run a stage unless an artifact with the same fingerprint exists (or `force`).
 
+        `config` is the stage's config dataclass (its `versioned=False` fields stay out of the
+        version; the manifest keeps them all) or an already filtered dict. The version also holds a
+        hash of the code of the package that defines `build`, so a logic change re-runs the stage.
         `build(workdir)` writes the output files into `workdir` and returns a StageResult. With
         `resumable`, the work directory survives a killed run, so the next identical run can pick
         up what the killed one left (training checkpoints, crawl progress).
         """
-        version = fingerprint(stage, format_version, config, inputs, extra)
+        code = _code_of(build)
+        version = fingerprint(stage, format_version, config, inputs, extra, code)
+        if not valid_stage_name(stage):
+            raise ValueError(f"invalid stage name {stage!r}")
         stage_dir = self.stage_dir(stage)
-        stage_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            stage_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise PipeError(f"{stage_dir}: cannot create the stage directory ({exc.strerror})",
+                            hint="check --data-dir and its permissions") from None
         with self._lock(stage, version):
             existing = self.get(stage, version)
             if existing is not None and not force:
@@ -289,7 +426,7 @@ class Store:
                 if force and work.exists():
                     shutil.rmtree(work)
             else:
-                work = stage_dir / f".tmp-{version}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+                work = stage_dir / temp_name(".tmp", version)
             work.mkdir(parents=True, exist_ok=True)
             created = now_iso()
             try:
@@ -306,6 +443,7 @@ class Store:
                     "config": json.loads(canonical_json(config)),
                     "inputs": [{"stage": a.stage, "version": a.version} for a in inputs],
                     "fingerprint_extra": json.loads(canonical_json(extra or {})),
+                    "code_version": code,
                     "files": describe_files(work),
                     "stats": result.stats,
                     "metrics": result.metrics,
@@ -318,7 +456,7 @@ class Store:
                 os.replace(tmp_manifest, work / MANIFEST)
                 final = stage_dir / version
                 if final.exists():  # only with force: swap the old copy out, then drop it
-                    old = stage_dir / f".old-{version}-{uuid.uuid4().hex[:8]}"
+                    old = stage_dir / temp_name(".old", version)
                     os.rename(final, old)
                     os.rename(work, final)
                     shutil.rmtree(old, ignore_errors=True)

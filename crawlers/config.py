@@ -1,0 +1,78 @@
+"""`CrawlConfig`: the settings of `pipe crawl`, what each source reads and how pages are fetched.
+
+Fields marked `versioned=False` change how pages are fetched (rate, timeouts, cache) or where local
+files are, not what the artifact holds: they stay out of its version and go into the manifest.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, fields
+
+from pipe_embed.crawlers.http import DEADLINE_FACTOR, DEFAULT_USER_AGENT, HttpSettings
+from pipe_embed.crawlers.registry import get_source, source_names
+from pipe_embed.pipeline.core.config import is_versioned, option
+from pipe_embed.pipeline.core.errors import ConfigError
+
+
+@dataclass
+class CrawlConfig:
+    """Configuration of `pipe crawl`."""
+
+    sources: list[str] = option(["wikipedia_glossary"], "sources to crawl: wikipedia_glossary, url, html, wordnet")
+    pages: list[str] = option([], "wikipedia_glossary: page titles (default: the curated list of glossaries)")
+    urls: list[str] = option([], "url: page addresses")
+    inputs: list[str] = option([], "html: saved HTML files or directories", flag="--input", versioned=False)
+    limit_per_source: int = option(0, "keep at most this many rows per source, fetching no more pages "
+                                      "once they are in (0 = all)")
+    lang: str = option("en", "wikipedia_glossary: language edition (en, de, fr, …)")
+    base_url: str = option("", "wikipedia_glossary: a mirror serving the same /wiki/<Title> paths")
+    dry_run: bool = option(False, "offline: wikipedia_glossary reads the bundled sample pages")
+    wordnet_dir: str = option("", "wordnet: database directory (default $WORDNET_DIR or /usr/share/wordnet)",
+                              versioned=False)
+    selectors: str = option("", "url/html: CSS selectors 'term=…; definition=…[; item=…][; section=…]'",
+                            versioned=False)
+    spec: str = option("", "url/html: YAML selector spec (term, definition, item, section, urls, license)",
+                       versioned=False)
+    license: str = option("", "url/html: licence of the pages' text")
+    user_agent: str = option(DEFAULT_USER_AGENT, "User-Agent sent with every request", versioned=False)
+    rate_limit: float = option(1.0, "requests per second per host (0 = unpaced)", versioned=False)
+    timeout: float = option(30.0, "seconds to wait for a server (connecting, or any next bytes) before retrying",
+                            versioned=False)
+    deadline: float = option(0.0, f"seconds one request may take, headers and body, before it is retried "
+                                  f"(0 = {DEADLINE_FACTOR} × timeout)", versioned=False)
+    retries: int = option(4, "retries on 429, 5xx, timeouts, connection errors and cut bodies", versioned=False)
+    backoff: float = option(1.0, "seconds before the first retry; doubles each retry", versioned=False)
+    max_wait: float = option(120.0, "longest single wait; a longer Retry-After gives up on the page",
+                             versioned=False)
+    max_bytes: int = option(20 * 1024 * 1024, "largest response accepted, in bytes", versioned=False)
+    respect_robots: bool = option(True, "obey robots.txt", versioned=False)
+    cache_dir: str = option("", "HTTP response cache (default: <data-dir>/.cache/http)", versioned=False)
+
+    def validate(self) -> None:
+        """Reject values no crawl can use, naming the field."""
+        if not self.sources:
+            raise ConfigError("field 'sources': name at least one source",
+                              hint=f"known sources: {', '.join(source_names())}")
+        for name in self.sources:
+            get_source(name)
+        checks = [("limit_per_source", self.limit_per_source >= 0), ("rate_limit", self.rate_limit >= 0),
+                  ("timeout", self.timeout > 0), ("deadline", self.deadline >= 0), ("retries", self.retries >= 0),
+                  ("backoff", self.backoff >= 0), ("max_wait", self.max_wait >= 0), ("max_bytes", self.max_bytes > 0)]
+        for name, ok in checks:
+            if not ok:
+                raise ConfigError(f"field '{name}': {getattr(self, name)!r} is out of range")
+        if not re.fullmatch(r"[a-z][a-z0-9-]{0,19}", self.lang):
+            raise ConfigError(f"field 'lang': {self.lang!r} is not a Wikipedia language code", hint="e.g. en, de, simple")
+        if self.base_url and not re.match(r"https?://[^/\s]+", self.base_url):
+            raise ConfigError(f"field 'base_url': {self.base_url!r} is not an http(s) address",
+                              hint="e.g. http://127.0.0.1:8000")
+
+    def http_settings(self) -> HttpSettings:
+        return HttpSettings(user_agent=self.user_agent, rate_limit=self.rate_limit, timeout=self.timeout,
+                            deadline=self.deadline, retries=self.retries, backoff=self.backoff,
+                            max_wait=self.max_wait, max_bytes=self.max_bytes, respect_robots=self.respect_robots)
+
+
+# Settings that change how pages are fetched, not what the artifact holds.
+OPERATIONAL = tuple(f.name for f in fields(CrawlConfig) if not is_versioned(f))

@@ -1,0 +1,104 @@
+"""Can this run learn? Checks before training (too few steps, a learning rate stuck at 0) and after
+(did the weights move at all), so a run that cannot change the model says so instead of succeeding.
+
+Mirrors how transformers plans a run: batches per epoch = ceil(rows / batch size) (no-duplicates
+sampler, last batch kept), optimizer steps = ceil(batches / accumulation) x epochs unless
+max_steps or steps_per_epoch decide, warmup = ceil(steps x warmup_ratio), linear schedule.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from pipe_embed.pipeline.core.console import debug
+from pipe_embed.training.config import TrainConfig
+
+MIN_STEPS = 10  # fewer optimizer steps than this barely move a pretrained model
+SNAPSHOT_MAX_BYTES = 4 << 30  # keep a CPU copy of the trainable weights up to this size
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    """How many optimizer steps a run will take, and how many of them warm up."""
+
+    rows: int
+    steps: int
+    warmup: int
+
+    @property
+    def lr_never_moves(self) -> bool:
+        """Linear warmup starts at 0: with one step and any warmup, that step is the only one and has LR 0."""
+        return self.steps <= 1 and self.warmup >= 1
+
+
+def plan_steps(config: TrainConfig, rows: int) -> StepPlan:
+    """The optimizer steps and warmup steps transformers will plan for `rows` training rows."""
+    if config.max_steps:
+        steps = config.max_steps
+    elif config.steps_per_epoch:
+        steps = config.steps_per_epoch * config.epochs
+    else:
+        batches = math.ceil(rows / config.batch_size)
+        per_epoch = max(math.ceil(batches / config.grad_accum_steps), 1)
+        steps = math.ceil(config.epochs * per_epoch)
+    return StepPlan(rows=rows, steps=steps, warmup=math.ceil(steps * config.warmup_ratio))
+
+
+def plan_warning(config: TrainConfig, plan: StepPlan) -> str | None:
+    """One line naming what to change when the plan cannot (or can barely) train; None when it is fine."""
+    if config.max_steps:
+        how = f"--max-steps {config.max_steps}"
+        fix = "raise --max-steps"
+    else:
+        epochs = f"{config.epochs} epoch{'s' if config.epochs != 1 else ''}"
+        accum = f" x {config.grad_accum_steps} accumulation" if config.grad_accum_steps > 1 else ""
+        how = f"{plan.rows} rows / batch {config.batch_size}{accum}, {epochs}"
+        fix = "lower --batch-size or raise --epochs"
+    steps = f"{plan.steps} optimizer step{'s' if plan.steps != 1 else ''}"
+    if plan.lr_never_moves:
+        return (f"this run cannot learn: {steps} ({how}) and the warmup covers it, so the learning rate stays 0 "
+                f"and the model will not change — {fix}, or pass --warmup-ratio 0")
+    if plan.steps < MIN_STEPS:
+        return (f"only {steps} planned ({how}): too few to move the model much (at least {MIN_STEPS} "
+                f"advised) — {fix}")
+    return None
+
+
+class WeightSnapshot:
+    """A CPU copy of a model's trainable weights before training, to measure how far training moved them."""
+
+    def __init__(self, model: Any) -> None:
+        params = {name: p for name, p in model.named_parameters() if p.requires_grad}
+        size = sum(p.numel() * p.element_size() for p in params.values())
+        self.weights: dict[str, Any] | None = None
+        if size > SNAPSHOT_MAX_BYTES:
+            debug(f"{size / 2**30:.1f} GiB of trainable weights: not checking whether training changed them")
+            return
+        self.weights = {name: p.detach().to("cpu", copy=True) for name, p in params.items()}
+
+    def max_change(self, model: Any) -> float | None:
+        """Largest absolute change of any snapshotted weight (0.0: training changed nothing); None: unknown."""
+        if self.weights is None:
+            return None
+        current = dict(model.named_parameters())
+        largest = 0.0
+        for name, before in self.weights.items():
+            after = current.get(name)
+            if after is None or after.shape != before.shape:
+                return None  # the model was rebuilt: no like-for-like comparison
+            delta = (after.detach().to("cpu").float() - before.float()).abs().max().item()
+            largest = max(largest, float(delta))
+        return largest
+
+
+def unchanged_warning(plan: StepPlan) -> str:
+    """The loud line for a trained model whose weights equal its base's."""
+    why = ("the learning rate was 0 for the only step" if plan.lr_never_moves
+           else "no optimizer step moved any weight")
+    return (f"[bold red]the trained model is identical to the base model[/bold red] (max weight change 0: {why}) "
+            "— lower --batch-size, raise --epochs or --lr, or pass --warmup-ratio 0")
+
+
+__all__ = ["MIN_STEPS", "StepPlan", "WeightSnapshot", "plan_steps", "plan_warning", "unchanged_warning"]
