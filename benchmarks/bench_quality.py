@@ -41,8 +41,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path[:0] = [str(HERE), str(ROOT)]
 
-from quality_data import Glossary, load_glossary, split_terms  # noqa: E402
-from quality_recipes import (  # noqa: E402
+from quality_data import Glossary, load_glossary, split_terms
+from quality_recipes import (
     MAX_LENGTH,
     PIPE_RECIPES,
     ST_MINE,
@@ -51,7 +51,7 @@ from quality_recipes import (  # noqa: E402
     PipeVariant,
     base_model,
 )
-from quality_score import METRICS, plot, score, summarize  # noqa: E402
+from quality_score import METRICS, plot, score, summarize
 
 RESULTS = HERE / "results"
 DEFAULT_GLOSSARIES = "chess,slang,wordnet-300,wordnet-1000"
@@ -135,8 +135,8 @@ def table(summary: dict[str, dict[str, Any]], recipes: list[str], metric: str = 
     lines = ["| recipe | " + " | ".join(summary) + " |", "|---|" + "---|" * len(summary)]
     for recipe in recipes:
         cells = []
-        for name in summary:
-            e = summary[name].get(recipe, {}).get(metric)
+        for recipes_of in summary.values():
+            e = recipes_of.get(recipe, {}).get(metric)
             cells.append(f"{e['mean']:.3f} ± {e['std']:.3f} [{e['min']:.3f}–{e['max']:.3f}]" if e else "–")
         lines.append(f"| {recipe} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -160,6 +160,40 @@ def margins(records: list[dict[str, Any]], recipes: list[str]) -> dict[str, Any]
     return out
 
 
+def write_results(out: Path, args: argparse.Namespace, seeds: list[int], variants: list[PipeVariant],
+                  names: list[str], glossaries: dict[str, Any], summary: dict[str, dict[str, Any]],
+                  all_records: dict[str, list[dict[str, Any]]], started: float, load_start: tuple) -> dict[str, Any]:
+    """The results JSON and plot (rewritten after every glossary, so a long run leaves partial results)."""
+    import torch
+
+    result = {
+        "benchmark": "quality: held-out term -> definition retrieval after each recipe",
+        "command": "python benchmarks/bench_quality.py " + " ".join(sys.argv[1:]),
+        "metric": "mrr@10",
+        "settings": {"seeds": seeds, "held_out": 0.2, "split": "random by term, per seed", "quick": args.quick,
+                     "max_length": MAX_LENGTH, "model": "sentence-transformers/all-MiniLM-L6-v2 (bundled)",
+                     "scoring": "InformationRetrievalEvaluator: queries = held-out terms, corpus = every "
+                                "definition of the glossary, relevant = the term's definitions",
+                     "st_training": ST_SETTINGS, "st_mine_hard_negatives": ST_MINE,
+                     "pipe_variants": [v.settings() for v in variants],
+                     "pipe_fixed": {"train.max_length": MAX_LENGTH, "train.device": "cpu", "eval.device": "cpu"}},
+        "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                    "python": platform.python_version(), "load_avg_start": load_start,
+                    "load_avg_end": os.getloadavg()},
+        "packages": versions(),
+        "wall_s": round(time.perf_counter() - started, 1),
+        "glossaries": glossaries,
+        "results": summary,
+        "margins": {name: margins(recs, names) for name, recs in all_records.items()},
+        "table_mrr@10": table(summary, names),
+        "runs": all_records,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    plot(summary, names, out.with_suffix(".png"))
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--glossaries", default=DEFAULT_GLOSSARIES, help="chess, slang, wordnet-N (comma list)")
@@ -170,6 +204,8 @@ def main() -> None:
     parser.add_argument("--no-default-pipe", action="store_true", help="run only the --pipe-config variants")
     parser.add_argument("--quick", action="store_true", help=f"debug: {QUICK_TERMS} random terms per glossary")
     parser.add_argument("--fresh", action="store_true", help="recompute runs found in the runs file")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch threads (0 = torch's default; 1 avoids thrashing on a crowded machine)")
     parser.add_argument("--out", type=Path, default=None, help="results JSON (the plot goes next to it, .png)")
     parser.add_argument("--runs", type=Path, default=RESULTS / "quality.runs.jsonl", help="cache of finished runs")
     args = parser.parse_args()
@@ -177,6 +213,8 @@ def main() -> None:
     import torch
     import transformers
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     transformers.logging.set_verbosity_error()
     out = args.out or RESULTS / ("quality.quick.json" if args.quick else "quality.json")
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -219,32 +257,10 @@ def main() -> None:
             entry = {metric: summarize([r["metrics"][metric] for r in mine]) for metric in METRICS}
             entry["wall_s"] = summarize([r["wall_s"] for r in mine])
             summary[glossary.name][recipe] = entry
-    names = [n for n, _ in named]
-    result = {
-        "benchmark": "quality: held-out term -> definition retrieval after each recipe",
-        "command": "python benchmarks/bench_quality.py " + " ".join(sys.argv[1:]),
-        "metric": "mrr@10",
-        "settings": {"seeds": seeds, "held_out": 0.2, "split": "random by term, per seed", "quick": args.quick,
-                     "max_length": MAX_LENGTH, "model": "sentence-transformers/all-MiniLM-L6-v2 (bundled)",
-                     "scoring": "InformationRetrievalEvaluator: queries = held-out terms, corpus = every "
-                                "definition of the glossary, relevant = the term's definitions",
-                     "st_training": ST_SETTINGS, "st_mine_hard_negatives": ST_MINE,
-                     "pipe_variants": [v.settings() for v in variants],
-                     "pipe_fixed": {"train.max_length": MAX_LENGTH, "train.device": "cpu", "eval.device": "cpu"}},
-        "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                    "python": platform.python_version(), "load_avg_start": load_start,
-                    "load_avg_end": os.getloadavg()},
-        "packages": versions(),
-        "wall_s": round(time.perf_counter() - started, 1),
-        "glossaries": glossaries,
-        "results": summary,
-        "margins": {name: margins(recs, names) for name, recs in all_records.items()},
-        "table_mrr@10": table(summary, names),
-        "runs": all_records,
-    }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    plot(summary, names, out.with_suffix(".png"))
+        write_results(out, args, seeds, variants, [n for n, _ in named], glossaries, summary,
+                      all_records, started, load_start)
+    result = write_results(out, args, seeds, variants, [n for n, _ in named], glossaries, summary, all_records,
+                           started, load_start)
     print(result["table_mrr@10"])
     print(json.dumps(result["margins"], indent=1))
     print(f"wrote {out} and {out.with_suffix('.png')} in {result['wall_s']:.0f}s")

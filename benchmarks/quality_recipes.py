@@ -5,7 +5,9 @@ base (no training), the plain sentence-transformers scripts a user would write (
 library functions, each in its own data directory. pipe is handed only the training terms (a CSV, as
 a user would) and may split its own dev set from them; a `[bench]` table in a pipe config file holds
 benchmark-side options (`mine_corpus = "all"`: every definition of the glossary, unlabelled, as extra
-mining candidates; `min_steps = N`: epochs raised so training takes at least N optimizer steps).
+mining candidates; `min_steps = N`: epochs raised so training takes at least N optimizer steps;
+`directions = ["query_to_doc", "doc_to_query"]`: MNRL's directions, patched into pipe's loss builder,
+to measure the symmetric loss before pipe has a setting for it).
 """
 
 from __future__ import annotations
@@ -13,13 +15,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from quality_data import Glossary, Term, write_glossary_csv
-
 from pipe_embed.pipeline.core.models import load_model
+from quality_data import Glossary, Term, write_glossary_csv
 
 MAX_LENGTH = 96  # token limit of every text, in every recipe, in training and scoring alike
 ST_SETTINGS = {"epochs": 3, "batch_size": 16, "lr": 5e-5, "loss": "MultipleNegativesRankingLoss (scale 20)",
@@ -81,9 +84,14 @@ def _st_dataset(terms: list[Term]) -> Any:
 
 def _st_train(model: Any, dataset: Any, out: Path) -> dict[str, Any]:
     """The plain script: SentenceTransformerTrainer, MNRL, 3 epochs, batch 16, lr 5e-5, no dev set."""
-    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers import (
+        SentenceTransformerTrainer,
+        SentenceTransformerTrainingArguments,
+    )
     from sentence_transformers.base.sampler import BatchSamplers
-    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+    from sentence_transformers.sentence_transformer.losses import (
+        MultipleNegativesRankingLoss,
+    )
 
     args = SentenceTransformerTrainingArguments(
         output_dir=str(out), num_train_epochs=ST_SETTINGS["epochs"],
@@ -141,12 +149,38 @@ def _pipe_compose(glossary: Glossary, train: list[Term], work: Path, variant: Pi
     return store, compose, configs
 
 
+@contextmanager
+def loss_directions(directions: list[str] | None) -> Iterator[None]:
+    """While active, pipe's MNRL gets these `directions` (the symmetric loss is not a pipe setting yet)."""
+    if not directions:
+        yield
+        return
+    from pipe_embed.training import train as train_module
+
+    original = train_module.build_loss
+
+    def build_loss(config: Any, model: Any, device: str) -> Any:
+        from sentence_transformers.sentence_transformer import losses
+
+        if config.loss != "mnrl":
+            return original(config, model, device)
+        return losses.MultipleNegativesRankingLoss(model, scale=1.0 / (config.temperature or 0.05),
+                                                   directions=tuple(directions))
+
+    train_module.build_loss = build_loss
+    try:
+        yield
+    finally:
+        train_module.build_loss = original
+
+
 def pipe_train(glossary: Glossary, train: list[Term], work: Path, variant: PipeVariant) -> tuple[Any, dict[str, Any]]:
     """`pipe compose --input train.csv` + `pipe train --from compose@latest`."""
     from pipe_embed.training.train import MODEL_DIR, run_train
 
     store, compose, configs = _pipe_compose(glossary, train, work, variant)
-    artifact = run_train(store, configs["train"], compose).artifact
+    with loss_directions(variant.bench("directions")):
+        artifact = run_train(store, configs["train"], compose).artifact
     info = {"splits": compose.stats["splits"], "epochs": configs["train"].epochs,
             "train": artifact.metrics.get("train"), "dev": artifact.metrics.get("dev"),
             "dev_base": artifact.metrics.get("dev_base")}
@@ -158,8 +192,9 @@ def pipe_iterate(glossary: Glossary, train: list[Term], work: Path, variant: Pip
     from pipe_embed.pipeline.iterate import read_rounds, run_iterate
 
     store, compose, configs = _pipe_compose(glossary, train, work, variant)
-    artifact = run_iterate(store, configs["iterate"], configs["mine"], configs["train"], configs["eval"],
-                           from_ref=compose.ref).artifact
+    with loss_directions(variant.bench("directions")):
+        artifact = run_iterate(store, configs["iterate"], configs["mine"], configs["train"], configs["eval"],
+                               from_ref=compose.ref).artifact
     rounds = read_rounds(artifact)
     info = {"splits": compose.stats["splits"], "epochs": configs["train"].epochs,
             "best_round": rounds["best_round"], "base_dev": rounds["base_dev"].get("mrr@10"),

@@ -6,18 +6,18 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from quality_data import Glossary, Term
-
 from pipe_embed.pipeline.core.pairs import doc_id
+from quality_data import Glossary, Term
 
 METRICS = {"mrr@10": "_mrr@10", "ndcg@10": "_ndcg@10", "recall@1": "_recall@1", "recall@10": "_recall@10"}
 
 
 def score(model: Any, glossary: Glossary, held_out: list[Term]) -> dict[str, float]:
     """Held-out terms as queries against every definition of the glossary (InformationRetrievalEvaluator)."""
-    from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
-
     from quality_recipes import MAX_LENGTH
+    from sentence_transformers.sentence_transformer.evaluation import (
+        InformationRetrievalEvaluator,
+    )
 
     model.max_seq_length = MAX_LENGTH
     queries = {f"q{i}": t.term for i, t in enumerate(held_out)}

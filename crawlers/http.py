@@ -200,10 +200,6 @@ def netloc(url: str) -> str:
     return urlsplit(url).netloc.lower()
 
 
-def _amount(size: int, declared: int | None) -> str:
-    return f"{size:,} of {declared:,} bytes" if declared is not None else f"{size:,} bytes"
-
-
 def _declared_length(response: requests.Response) -> int | None:
     value = response.headers.get("Content-Length", "")
     return int(value) if value.isdigit() else None
@@ -260,8 +256,8 @@ class PoliteClient:
     def _read_body(self, url: str, response: requests.Response, deadline_at: float) -> bytes:
         """The whole body of a streamed response within the request's deadline (closes the response).
 
-        Reads what has arrived (read1), so a server dripping bytes cannot outlast the deadline, with
-        each wait bounded by the timeout; a stalled, dripping or cut body raises _Retry.
+        Reads whatever has arrived (read1), so a server dripping bytes cannot outlast the deadline,
+        and no read waits longer than the timeout; a stalled, dripping or cut body raises _Retry.
         """
         settings = self.settings
         limit = settings.max_bytes
@@ -269,7 +265,16 @@ class PoliteClient:
         sock = _socket_of(response)
         chunks: list[bytes] = []
         size = 0
-        remaining = settings.timeout
+        wait = settings.timeout
+
+        def received() -> str:  # bytes off the wire (compressed, like Content-Length)
+            wire = response.raw.tell() if hasattr(response.raw, "tell") else size
+            return f"{wire:,} of {declared:,} bytes" if declared is not None else f"{wire:,} bytes"
+
+        def too_slow() -> _Retry:
+            return _Retry(f"body not complete within the {settings.request_deadline:g}-second deadline "
+                          f"({received()} received)", kind="deadline")
+
         try:
             if declared is not None and declared > limit:
                 raise FetchError(url, f"response of {declared} bytes is over the {limit}-byte limit",
@@ -277,10 +282,10 @@ class PoliteClient:
             while True:
                 remaining = deadline_at - time.monotonic()
                 if remaining <= 0:
-                    raise _Retry(f"body not complete within the {settings.request_deadline:g}-second deadline "
-                                 f"({_amount(size, declared)} received)", kind="deadline")
+                    raise too_slow()
+                wait = min(settings.timeout, remaining)
                 if sock is not None:
-                    sock.settimeout(min(settings.timeout, remaining))
+                    sock.settimeout(wait)
                 chunk = response.raw.read1(READ_CHUNK, decode_content=True)
                 if not chunk:
                     break
@@ -289,18 +294,21 @@ class PoliteClient:
                     raise FetchError(url, f"response is over the {limit}-byte limit", kind="too-large",
                                      status=response.status_code)
                 chunks.append(chunk)
-        except (urllib3.exceptions.ReadTimeoutError, socket.timeout):
-            if time.monotonic() >= deadline_at - 0.001:
-                raise _Retry(f"body not complete within the {settings.request_deadline:g}-second deadline "
-                             f"({_amount(size, declared)} received)", kind="deadline") from None
-            raise _Retry(f"body stalled: nothing for {min(settings.timeout, remaining):g} s after "
-                         f"{_amount(size, declared)}", kind="timeout") from None
+        except (urllib3.exceptions.ReadTimeoutError, TimeoutError):
+            if wait < settings.timeout:
+                raise too_slow() from None
+            raise _Retry(f"body stalled: nothing for {wait:g} s after {received()}", kind="timeout") from None
         except urllib3.exceptions.DecodeError as exc:
             raise FetchError(url, f"cannot decode the body ({_short(exc)})", kind="bad-encoding",
                              status=response.status_code) from None
         except (urllib3.exceptions.HTTPError, OSError):
-            raise _Retry(f"connection closed after {_amount(size, declared)}", kind="incomplete") from None
+            raise _Retry(f"connection closed after {received()}", kind="incomplete") from None
         finally:
+            if sock is not None:
+                try:
+                    sock.settimeout(settings.timeout)  # a kept-alive connection starts afresh
+                except OSError:
+                    pass
             response.close()
         return b"".join(chunks)
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from pipe_embed.mining.selection import Exclusions
 from pipe_embed.pipeline.core.errors import InputError
-from pipe_embed.pipeline.core.pairs import doc_id, iter_jsonl, normalize_key
+from pipe_embed.pipeline.core.pairs import as_text, doc_id, iter_jsonl, iter_lines, normalize_key
 
 
 @dataclass
@@ -52,24 +52,31 @@ class CandidateCorpus:
 
 
 def read_extra_corpus(path: str | Path) -> list[dict[str, Any]]:
-    """An extra corpus: JSONL of {"text", optional "id"} or plain text, one document per line."""
+    """An extra corpus: JSONL of {"text", optional "id"} or plain text, one document per line.
+
+    A bad file (missing, a directory, not UTF-8, a row whose text or id has the wrong type) is one
+    InputError naming file, line and column.
+    """
     path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "corpus file not found")
     rows: list[dict[str, Any]] = []
     if path.suffix.lower() == ".jsonl":
-        for number, obj in iter_jsonl(path):
-            text = obj.get("text")
-            if not isinstance(text, str):
-                raise InputError(path, "corpus row without a 'text' string", line=number)
+        for number, obj in iter_jsonl(path, "corpus file"):
+            if "text" not in obj:
+                raise InputError(path, f"corpus row without a 'text' field (fields: {', '.join(obj)})",
+                                 line=number, hint='write {"text": "...", "id": "..."} per line')
+            text = as_text(obj["text"], path, number, "text")
+            ident = obj.get("id")
+            if isinstance(ident, int) and not isinstance(ident, bool):
+                ident = str(ident)
+            elif ident is not None:
+                ident = as_text(ident, path, number, "id", hint="an id is text or a whole number")
             if text.strip():
-                rows.append({"id": str(obj.get("id") or doc_id(text)), "text": text})
+                rows.append({"id": ident or doc_id(text), "text": text})
     else:
-        with open(path, encoding="utf-8") as fh:
-            for line in fh:
-                text = line.strip()
-                if text:
-                    rows.append({"id": doc_id(text), "text": text})
+        for _, line in iter_lines(path, "corpus file"):
+            text = line.strip()
+            if text:
+                rows.append({"id": doc_id(text), "text": text})
     if not rows:
         raise InputError(path, "the corpus file holds no text", hint="one document per line, or JSONL with 'text'")
     return rows

@@ -522,15 +522,25 @@ def run_mine(store: Store, config: MineConfig, source: str | Path | Artifact = "
     config = config.resolved()
     config.validate()
     inp = load_input(store, source)
-    extra = fingerprint_extra(config)
-    if config.dense and encoder is None:
+    loaded = with_model_path(store, config)  # the config keeps a train@… ref; the work uses its path
+    extra = fingerprint_extra(loaded)
+    if loaded.dense and encoder is None:
         from pipe_embed.pipeline.core.models import resolve_model
 
-        if not Path(resolve_model(config.model)).is_dir():
-            make_encoder(config, None)  # a model id that is not local: fail now, before any work
+        if not Path(resolve_model(loaded.model)).is_dir():
+            make_encoder(loaded, None)  # a model id that is not local: fail now, before any work
     return store.run(stage=STAGE, format_version=FORMAT_VERSION, config=config, inputs=[inp.source],
                      extra=extra, force=force,
-                     build=lambda work: mine(config, inp, work, cache_root(store), encoder))
+                     build=lambda work: mine(loaded, inp, work, cache_root(store), encoder))
+
+
+def with_model_path(store: Store, config: MineConfig) -> MineConfig:
+    """The config with a model ref (`train@<version>`) replaced by that artifact's model path."""
+    from pipe_embed.pipeline.core.models import resolve_model_ref
+
+    if not config.dense:
+        return config
+    return dataclasses.replace(config, model=resolve_model_ref(store, config.model))
 
 
 def warm_cache(store: Store, config: MineConfig, source: str | Path | Artifact, shard: int,
@@ -546,6 +556,7 @@ def warm_cache(store: Store, config: MineConfig, source: str | Path | Artifact, 
     if not 0 <= shard < num_shards:
         raise ConfigError(f"--shard {shard} is outside 0..{num_shards - 1}")
     inp = load_input(store, source)
+    config = with_model_path(store, config)
     extra = read_extra_corpus(config.corpus) if config.corpus else []
     corpus = build_corpus(inp.corpus_rows, extra)
     positive_indices(inp.rows, corpus)

@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pipe_embed.pipeline.core.config import option, versioned_dict
 from pipe_embed.pipeline.core.console import info
 from pipe_embed.pipeline.core.errors import ConfigError, PipeError
-from pipe_embed.pipeline.core.models import DEFAULT_MODEL, model_fingerprint
+from pipe_embed.pipeline.core.models import DEFAULT_MODEL, MODEL_DIR, model_fingerprint, resolve_model_ref
 from pipe_embed.pipeline.core.store import Artifact, RunOutcome, StageResult, Store
 
 STAGE = "iterate"
@@ -87,7 +87,7 @@ def iterate_rounds(store: Store, compose: Artifact, config: IterateConfig, mine_
     """Run (or find cached) every round; returns the rounds and the base model's dev and test metrics."""
     from pipe_embed.mining.stage import run_mine
     from pipe_embed.training.evaluate import run_eval
-    from pipe_embed.training.train import MODEL_DIR, run_train
+    from pipe_embed.training.train import run_train
 
     base_model = config.model  # kept as given, so round 1 matches a plain `pipe mine`/`pipe train` (cache hits)
     dev_cfg = dataclasses.replace(eval_config, split="dev")
@@ -108,17 +108,17 @@ def iterate_rounds(store: Store, compose: Artifact, config: IterateConfig, mine_
         info(f"[bold]round {number}[/bold]: mine ({miner}{', round ' + str(number - 1) + ' model' if number > 1 else ''})")
         mine = run_mine(store, mcfg, source).artifact
         start_from = previous_model if (config.continue_training and number > 1) else base_model
-        tcfg = dataclasses.replace(train_config, model=start_from)
+        tcfg = dataclasses.replace(train_config, model=resolve_model_ref(store, start_from))  # TODO(ref)
         info(f"[bold]round {number}[/bold]: train from {'round ' + str(number - 1) if start_from != base_model else 'the base model'}")
         train = run_train(store, tcfg, mine).artifact
-        trained = str(train.file(MODEL_DIR))
+        trained = train.ref  # a ref, not a path: later rounds' versions must not depend on --data-dir
         dev = run_eval(store, dev_cfg, trained, compose.ref).artifact
         test = run_eval(store, test_cfg, trained, compose.ref).artifact
         score = _metric(_forward(dev), config.metric)
         improved = score > best + config.min_delta
         rounds.append(RoundResult(
             round=number, miner=miner, mine=mine.ref, train=train.ref, eval_dev=dev.ref,
-            eval_test=test.ref, dev=_forward(dev), test=_forward(test), model_path=trained,
+            eval_test=test.ref, dev=_forward(dev), test=_forward(test), model_path=str(train.file(MODEL_DIR)),
             improved=improved,
             overlap_with_previous=mine.stats.get("overlap_with_previous"),
             short_of_negatives=mine.stats.get("share_short_of_negatives"),

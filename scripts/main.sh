@@ -1,15 +1,26 @@
 #!/usr/bin/env bash
-# The main job: install, then run the whole pipeline end to end, offline, on the bundled sample
-# (a saved Wikipedia "Glossary of chess") with the bundled all-MiniLM-L6-v2. Re-running it is
-# all cache hits. Set PIPE_DATA_DIR to keep the artifacts elsewhere than ./data.
+# The main job: install into a virtual environment (./.venv, made if missing), then run the whole
+# pipeline end to end, offline, on the bundled sample (a saved Wikipedia "Glossary of chess") with
+# the bundled all-MiniLM-L6-v2. Re-running it is all cache hits.
+#   PIPE_DATA_DIR     where the artifacts go (default ./data)
+#   PIPE_VENV         the virtual environment to use or make (default ./.venv)
+#   PIPE_MAIN_CONFIG  the settings (default data/sample/pipe.toml)
+#   PIPE_NO_INSTALL=1 use the `pipe` already on PATH (the smoke test does this)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-python3 -m pip install -q torch==2.13.0   # the CPU build first, so nothing pulls a CUDA build
-python3 -m pip install -q -e .
+if [ -z "${PIPE_NO_INSTALL:-}" ]; then
+  VENV="${PIPE_VENV:-.venv}"
+  [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+  VENV="$(cd "$VENV" && pwd)"
+  "$VENV/bin/python" -m pip install -q torch==2.13.0   # the CPU build first, so nothing pulls a CUDA build
+  "$VENV/bin/python" -m pip install -q -e .
+  export PATH="$VENV/bin:$PATH"
+fi
 
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-CONFIG=data/sample/pipe.toml
+CONFIG="${PIPE_MAIN_CONFIG:-data/sample/pipe.toml}"
+SECONDS=0
 set -x
 pipe crawl --sources wikipedia_glossary --dry-run
 pipe compose --from crawl@latest --config "$CONFIG"
@@ -20,5 +31,7 @@ pipe iterate --rounds 3 --config "$CONFIG"
 pipe report
 set +x
 echo
-echo "Best model (loads with SentenceTransformer(path)): $(pipe show iterate@latest | python3 -c 'import json,sys; print(json.load(sys.stdin)["best_model"])')"
+echo "Done in ${SECONDS} s."
+BEST_TRAIN="$(pipe show iterate@latest | python3 -c 'import json,sys; print(json.load(sys.stdin)["best_train"])')"
+echo "Best model (loads with SentenceTransformer(path)): $(pipe show --path "$BEST_TRAIN")/model"
 echo "Report: $(pipe show --path report@latest)/index.html"

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Install everything the test suite needs, then run it. This is the README's test command and
-# exactly what CI runs (.ci/run). Safe to re-run: installed pieces are skipped quickly.
+# The README's test command, and exactly what CI runs (.ci/run): build a brand-new virtual
+# environment in a temporary directory, install the CPU build of torch first, then the project with
+# its test extras, and run the whole suite there. Nothing installed by hand on a machine can make
+# it pass. Extra arguments go to pytest (e.g. `bash scripts/test.sh -m "not integration"`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,13 +13,22 @@ if [ ! -f /usr/share/wordnet/data.noun ] && command -v apt-get >/dev/null 2>&1; 
     || echo "note: could not install wordnet-base; the real-WordNet test will be skipped"
 fi
 
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/pipe-test.XXXXXX")"
+trap 'rm -rf "$WORK"' EXIT
+VENV="$WORK/venv"
+echo "== new virtual environment: $VENV"
+python3 -m venv "$VENV"
+PY="$VENV/bin/python"
+"$PY" -m pip install -q --upgrade pip
 # torch first, pinned to the CPU build, so that nothing later pulls a multi-GB CUDA build.
-python3 -m pip install -q torch==2.13.0
-python3 -m pip install -q -e ".[dev]"
+"$PY" -m pip install -q torch==2.13.0
+"$PY" -m pip install -q -e ".[dev]"
+"$PY" -m pip check || echo "note: pip check reports a conflict above"
 
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+export PATH="$VENV/bin:$PATH" PIPE_LOG_DIR="$WORK/logs"
 set +e
-python3 -m pytest -p no:cacheprovider "$@"
+"$PY" -m pytest -p no:cacheprovider "$@"
 rc=$?
 set -e
 if [ "$rc" -eq 5 ]; then

@@ -131,6 +131,7 @@ class ProgressCallback(TrainerCallback):
         self.dev: float | None = None
         self.best: float | None = None
         self.evaluating = False
+        self.note = ""
         self._progress: Progress | None = None
         self._task: TaskID | None = None
         self._total: int | None = None
@@ -147,6 +148,8 @@ class ProgressCallback(TrainerCallback):
             parts.append(f"dev {self.metric} {self.dev:.4f}{best}")
         if self.evaluating:
             parts.append("evaluating dev…")
+        if self.note:
+            parts.append(self.note)
         return " · ".join(parts)
 
     def _refresh(self, advance: int = 0) -> None:
@@ -165,7 +168,7 @@ class ProgressCallback(TrainerCallback):
         self.close()
         self._total = state.max_steps or None
         self._progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            TextColumn("[bold]{task.description}"), BarColumn(bar_width=30), MofNCompleteColumn(), TimeElapsedColumn(),
             TimeRemainingColumn(), TextColumn("{task.fields[status]}"),
             console=console, transient=False, disable=quiet() or not console.is_terminal)
         self._progress.start()
@@ -199,6 +202,8 @@ class ProgressCallback(TrainerCallback):
             info(f"{self.description} step {state.global_step}{total}: {self.status()}")
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        if state.max_steps and state.global_step < state.max_steps:
+            self.note = "stopped early"
         self.close()
 
     def close(self) -> None:

@@ -103,6 +103,16 @@ def measured_queries(task: RetrievalTask) -> int:
     return sum(1 for q in task.queries if task.relevant.get(q))
 
 
+_SAID: set[str] = set()
+
+
+def warn_once(message: str) -> None:
+    """A warning shown once per process: `pipe iterate` evaluates and trains on the same splits each round."""
+    if message not in _SAID:
+        _SAID.add(message)
+        warn(message)
+
+
 def small_split_warning(split: str, queries: int, metric: str = "mrr@10") -> str | None:
     """One line saying a split is too small for its metric to mean anything, or None when it is not."""
     if queries >= MIN_QUERIES or queries == 0:
@@ -262,7 +272,7 @@ def run_eval(store: Store, config: EvalConfig, model_ref_or_path: str, data_ref:
         tasks = {d: retrieval_task(data_dir, config.split, reverse=(d == "reverse")) for d in directions}
         small = small_split_warning(config.split, measured_queries(tasks["forward"]))
         if small:
-            warn(small)
+            warn_once(small)
         results: dict[str, dict[str, dict[str, float]]] = {}
         for name, path in models.items():
             with quiet_libraries():
@@ -347,4 +357,5 @@ __all__ = [
     "retrieval_task",
     "run_eval",
     "small_split_warning",
+    "warn_once",
 ]

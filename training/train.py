@@ -63,6 +63,7 @@ from pipe_embed.training.evaluate import (
     measured_queries,
     retrieval_task,
     small_split_warning,
+    warn_once,
 )
 from pipe_embed.training.lora import add_lora, lora_error, merge_lora
 
@@ -375,10 +376,10 @@ def check_plan(config: TrainConfig, rows: TrainingRows, dev: RetrievalTask | Non
     plan = plan_steps(config, rows.num_rows)
     problem = plan_warning(config, plan)
     if problem:
-        warn(problem)
+        warn_once(problem)
     small = small_split_warning("dev", measured_queries(dev), config.metric) if dev is not None else None
     if small:
-        warn(f"{small}; the best checkpoint and early stopping follow it")
+        warn_once(f"{small}; the best checkpoint and early stopping follow it")
     return plan
 
 

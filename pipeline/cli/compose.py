@@ -14,8 +14,10 @@ from pipe_embed.pipeline.core.config import load_config
 def compose(shared: Shared, values: dict[str, Any]) -> None:
     """Compose input files or a crawl artifact into pairs.jsonl (+ dev/test) and corpus.jsonl."""
     config = load_config(ComposeConfig, "compose", shared.config, overrides(ComposeConfig, values))
+    from pipe_embed.mining.bm25 import bm25_negatives_for_pairs  # --hard-k: BM25 negatives at compose time
+
     report(run_compose(open_store(shared), config, inputs=values["input"], from_ref=values["from_ref"],
-                       force=shared.force))
+                       force=shared.force, negatives=bm25_negatives_for_pairs))
 
 
 stage_command(

@@ -17,8 +17,9 @@ def crawl(shared: Shared, values: dict[str, Any]) -> None:
     outcome = run_crawl(open_store(shared), config, force=shared.force)
     headline = outcome.artifact.manifest.get("headline", {})
     if not outcome.cached:
+        pages = headline.get("pages", 0)
         info(f"{headline.get('rows', 0)} rows, {headline.get('terms', 0)} terms from "
-             f"{headline.get('pages', 0)} pages ({headline.get('failed', 0)} failed)")
+             f"{pages} page{'' if pages == 1 else 's'} ({headline.get('failed', 0)} failed)")
     report(outcome)
 
 

@@ -27,7 +27,9 @@ def data_ref(store: Store, value: str | None, config_file: Path | None) -> str |
 
     assert value is not None
     config = load_config(ComposeConfig, "compose", config_file, {})
-    outcome = run_compose(store, config, inputs=[Path(value)])
+    from pipe_embed.mining.bm25 import bm25_negatives_for_pairs
+
+    outcome = run_compose(store, config, inputs=[Path(value)], negatives=bm25_negatives_for_pairs)
     info(f"{value} is a pairs file, not an artifact: composed it into {outcome.artifact.ref} "
          "(with the [compose] settings; run `pipe compose --input FILE` to choose splits yourself)")
     return outcome.artifact.ref

@@ -1,4 +1,4 @@
-"""`pipe ls` and `pipe show`: look into the artifact store."""
+"""`pipe ls`, `pipe show` and `pipe gc`: look into the artifact store and keep it tidy."""
 
 from __future__ import annotations
 
@@ -48,3 +48,38 @@ def show(
         typer.echo(str(artifact.path.resolve()))
         return
     typer.echo(json.dumps(artifact.manifest, indent=2, ensure_ascii=False))
+
+
+@command("gc", "Remove what dead runs left in the store (and, with --unreferenced, old artifacts); a dry run unless --yes.")
+def gc(
+    unreferenced: Annotated[bool, typer.Option(
+        "--unreferenced", metavar="",
+        help="Also remove artifacts that no stage@latest and no other artifact refers to.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", metavar="", help="Really remove (default: only list).")] = False,
+    any_host: Annotated[bool, typer.Option(
+        "--any-host", metavar="",
+        help="Also remove other hosts' leftovers: only when no other machine runs pipe on this store.")] = False,
+    data_dir: DataDir = Path("data"),
+) -> None:
+    from pipe_embed.pipeline.core import gc as store_gc
+
+    store = setup(data_dir)
+    todo = store_gc.plan(store, unreferenced_artifacts=unreferenced, any_host=any_host)
+    for item in todo.kept:
+        typer.echo(f"keep     {'':>9}  {item.path}  {item.reason}")
+    verb = {"delete": "remove", "restore": "restore"}
+    for item in todo.act:
+        typer.echo(f"{verb[item.action]:<8} {store_gc.human_size(item.bytes):>9}  {item.path}  {item.reason}")
+    if not todo.act:
+        typer.echo(f"nothing to remove in {store.root}")
+        return
+    total = store_gc.human_size(todo.bytes)
+    if not yes:
+        typer.echo(f"{len(todo.act)} to remove or restore, {total} — dry run: nothing changed; "
+                   "run again with --yes to do it")
+        return
+    done = store_gc.apply(store, todo)
+    for item, why in done.skipped:
+        typer.echo(f"skipped  {item.path}: {why}")
+    restored = f", restored {len(done.restored)}" if done.restored else ""
+    typer.echo(f"removed {len(done.removed)}{restored}, freed {store_gc.human_size(done.bytes)}")

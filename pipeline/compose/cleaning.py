@@ -18,16 +18,21 @@ _CITATION = re.compile(
     re.IGNORECASE,
 )
 _SPACE_BEFORE_PUNCT = re.compile(r"\s+([,.;:!?)])")
+# Control characters (NUL, C0 and C1 controls other than whitespace), lone surrogates, and invisible
+# marks that only split words (zero-width space, word joiner, a BOM inside the text).
+_INVISIBLE = re.compile("[\x00-\x08\x0e-\x1f\x7f-\x9f\ud800-\udfff\u200b\u2060\ufeff]")
 _WHITESPACE = re.compile(r"\s+")
 
 
 def clean_text(text: str) -> str:
-    """NFC, HTML tags and entities removed, citation marks dropped, whitespace collapsed."""
+    """NFC, HTML tags and entities removed, control characters and citation marks dropped,
+    whitespace collapsed."""
     if not text:
         return ""
     text = html.unescape(_TAG.sub(" ", text)) if ("<" in text or "&" in text) else text
+    text = _INVISIBLE.sub("", text)
     text = unicodedata.normalize("NFC", text)
-    text = text.replace("\u00a0", " ").replace("\u200b", "")
+    text = text.replace("\u00a0", " ")
     text = _CITATION.sub("", text)
     text = _WHITESPACE.sub(" ", text).strip()
     return _SPACE_BEFORE_PUNCT.sub(r"\1", text)

@@ -1,7 +1,9 @@
 """Reading glossary tables (CSV, TSV, JSONL, Parquet) into raw (anchor, positives, negatives) rows.
 
 Columns are detected from well-known names (term/definition, anchor/positive, query/pos(/neg),
-question/answer, lemma/gloss) or taken as two unnamed columns; a malformed row names file and line.
+question/answer, lemma/gloss) or taken as two unnamed columns; a malformed row, or a value of the
+wrong type (a number or an object where text belongs), names file, line and column. A missing value
+(JSON null, an empty cell) is kept as "" so that compose drops the row and counts it.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pipe_embed.pipeline.core.errors import InputError
-from pipe_embed.pipeline.core.pairs import iter_jsonl
+from pipe_embed.pipeline.core.pairs import as_text, as_texts, iter_jsonl, not_utf8, require_file
 
 KNOWN_COLUMNS: list[tuple[str, str]] = [
     ("term", "definition"),
@@ -101,37 +103,27 @@ def file_format(path: Path) -> str:
     return fmt
 
 
-def _as_texts(value: Any) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, float) and value != value:  # NaN from pandas
-        return []
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, (list, tuple)) or hasattr(value, "tolist"):
-        items = value.tolist() if hasattr(value, "tolist") else value
-        return [str(v) for v in items if v is not None]
-    return [str(value)]
-
-
-def _parse_negatives(value: Any) -> list[str]:
+def _parse_negatives(value: Any, path: Path, line: int, column: str) -> list[str]:
     """Negatives from a list, or from a CSV cell holding a JSON list or a single text."""
     if isinstance(value, str) and value.strip().startswith("["):
         try:
             parsed = json.loads(value)
-            if isinstance(parsed, list):
-                return [str(v) for v in parsed]
         except json.JSONDecodeError:
-            pass
-    return [v for v in _as_texts(value) if v.strip()]
+            parsed = None
+        if isinstance(parsed, list):
+            value = parsed
+    return [v for v in as_texts(value, path, line, column) if v.strip()]
+
+
+def _source(value: Any, default: str, path: Path, line: int) -> str:
+    text = as_text(value, path, line, "source", hint="the source column holds text (a name)")
+    return text or default
 
 
 def read_rows(path: str | Path, anchor_col: str | None = None, positive_col: str | None = None,
               source: str | None = None) -> Iterator[RawRow]:
-    """Yield the raw rows of one input file; malformed rows raise InputError with file:line."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "input file not found")
+    """Yield the raw rows of one input file; malformed rows and wrong types raise InputError with file:line."""
+    path = require_file(path)
     fmt = file_format(path)
     src = source or path.name
     if fmt in ("csv", "tsv"):
@@ -142,6 +134,16 @@ def read_rows(path: str | Path, anchor_col: str | None = None, positive_col: str
         yield from _read_parquet(path, anchor_col, positive_col, src)
 
 
+def _csv_error(path: Path, delimiter: str, exc: csv.Error, start: int, end: int) -> InputError:
+    """A malformed record, reported on the line where it starts (where an unclosed quote opened)."""
+    kind = "TSV" if delimiter == "\t" else "CSV"
+    if start < end or "end of data" in str(exc):
+        runs_on = f", and the record runs on to line {end}" if end > start else ""
+        return InputError(path, f"malformed {kind}: a quote opened on this line is not closed{runs_on} ({exc})",
+                          line=start, hint='close the quote; a quote inside a quoted field is written ""')
+    return InputError(path, f"malformed {kind}: {exc}", line=start, hint="check quoting on that line")
+
+
 def _read_delimited(path: Path, delimiter: str, anchor_col: str | None, positive_col: str | None,
                     src: str) -> Iterator[RawRow]:
     try:
@@ -150,6 +152,7 @@ def _read_delimited(path: Path, delimiter: str, anchor_col: str | None, positive
         raise InputError(path, f"cannot open: {exc.strerror}") from None
     with fh:
         reader = csv.reader(fh, delimiter=delimiter, strict=True)
+        start = 1
         try:
             header = next(reader, None)
             if header is None:
@@ -157,53 +160,53 @@ def _read_delimited(path: Path, delimiter: str, anchor_col: str | None, positive
             cols = detect_columns(header, path, anchor_col, positive_col)
             width = len(header)
             index = {name: i for i, name in enumerate(header)}
-            rows = reader
             if cols.headerless:
-                first = RawRow(header[0], [header[1]], [], src, str(path), 1)
-                yield first
+                yield RawRow(header[0], [header[1]], [], src, str(path), 1)
                 index = {header[0]: 0, header[1]: 1}
             has_source = "source" in index
-            for record in rows:
-                if not record or all(not cell.strip() for cell in record):
+            while True:
+                start = reader.line_num + 1
+                record = next(reader, None)
+                if record is None:
+                    break
+                if not record:  # a blank line is no row
+                    continue
+                if all(not cell.strip() for cell in record):  # a row of empty cells: dropped and counted
+                    yield RawRow("", [""], [], src, str(path), start)
                     continue
                 if len(record) != width:
-                    raise InputError(path, f"expected {width} fields, found {len(record)}",
-                                     line=reader.line_num,
+                    raise InputError(path, f"expected {width} fields, found {len(record)}", line=start,
                                      hint="quote fields that contain the delimiter, or fix the line")
-                negatives = _parse_negatives(record[index[cols.negative]]) if cols.negative else []
+                negatives = (_parse_negatives(record[index[cols.negative]], path, start, cols.negative)
+                             if cols.negative else [])
                 yield RawRow(record[index[cols.anchor]], [record[index[cols.positive]]], negatives,
                              record[index["source"]] if has_source and record[index["source"]] else src,
-                             str(path), reader.line_num)
+                             str(path), start)
         except csv.Error as exc:
-            raise InputError(path, f"malformed {'TSV' if delimiter == chr(9) else 'CSV'}: {exc}",
-                             line=reader.line_num, hint="check quoting on that line") from None
+            raise _csv_error(path, delimiter, exc, start, reader.line_num) from None
         except UnicodeDecodeError:
-            raise InputError(path, "not UTF-8 text", line=reader.line_num + 1,
-                             hint="re-save the file as UTF-8") from None
+            raise not_utf8(path) from None
 
 
 def _read_jsonl(path: Path, anchor_col: str | None, positive_col: str | None,
                 src: str) -> Iterator[RawRow]:
     cols: ColumnMap | None = None
-    try:
-        for number, obj in iter_jsonl(path):
-            if cols is None:
-                cols = detect_columns(list(obj), path, anchor_col, positive_col)
-                if cols.headerless:
-                    cols = ColumnMap(cols.anchor, cols.positive)
-            if cols.anchor not in obj or cols.positive not in obj:
-                missing = cols.anchor if cols.anchor not in obj else cols.positive
-                raise InputError(path, f"row has no '{missing}' field (fields: {', '.join(obj)})",
-                                 line=number)
-            anchor = obj[cols.anchor]
-            if not isinstance(anchor, str):
-                raise InputError(path, f"'{cols.anchor}' must be text, got {type(anchor).__name__}",
-                                 line=number)
-            negatives = _parse_negatives(obj.get(cols.negative)) if cols.negative else []
-            yield RawRow(anchor, _as_texts(obj[cols.positive]), negatives,
-                         str(obj.get("source") or src), str(path), number)
-    except UnicodeDecodeError:
-        raise InputError(path, "not UTF-8 text", hint="re-save the file as UTF-8") from None
+    for number, obj in iter_jsonl(path):
+        if cols is None:
+            cols = detect_columns(list(obj), path, anchor_col, positive_col)
+            if cols.headerless:
+                cols = ColumnMap(cols.anchor, cols.positive)
+        if cols.anchor not in obj or cols.positive not in obj:
+            missing = cols.anchor if cols.anchor not in obj else cols.positive
+            raise InputError(path, f"row has no '{missing}' field (fields: {', '.join(obj)})",
+                             line=number)
+        anchor = as_text(obj[cols.anchor], path, number, cols.anchor)
+        positives = as_texts(obj[cols.positive], path, number, cols.positive)
+        negative = cols.negative or next((n for n in NEGATIVE_COLUMNS if n in obj
+                                          and n not in (cols.anchor, cols.positive)), None)  # rows differ
+        negatives = _parse_negatives(obj.get(negative), path, number, negative) if negative else []
+        yield RawRow(anchor, positives, negatives, _source(obj.get("source"), src, path, number),
+                     str(path), number)
     if cols is None:
         raise InputError(path, "the file has no rows")
 
@@ -218,12 +221,11 @@ def _read_parquet(path: Path, anchor_col: str | None, positive_col: str | None,
         raise InputError(path, f"cannot read Parquet: {str(exc).splitlines()[0]}") from None
     cols = detect_columns([str(c) for c in frame.columns], path, anchor_col, positive_col)
     has_source = "source" in frame.columns
+    hint = "Parquet rows are counted from 1; the column must hold strings (or lists of strings)"
     for number, record in enumerate(frame.to_dict("records"), start=1):
-        anchor = record[cols.anchor]
-        if not isinstance(anchor, str):
-            raise InputError(path, f"'{cols.anchor}' must be text", line=number,
-                             hint="Parquet rows are counted from 1")
-        negatives = _parse_negatives(record[cols.negative]) if cols.negative else []
-        yield RawRow(anchor, _as_texts(record[cols.positive]), negatives,
-                     str(record["source"]) if has_source and record["source"] else src,
-                     str(path), number)
+        anchor = as_text(record[cols.anchor], path, number, cols.anchor, hint=hint)
+        positives = as_texts(record[cols.positive], path, number, cols.positive, hint=hint)
+        negatives = (_parse_negatives(record[cols.negative], path, number, cols.negative)
+                     if cols.negative else [])
+        source = _source(record["source"], src, path, number) if has_source else src
+        yield RawRow(anchor, positives, negatives, source, str(path), number)

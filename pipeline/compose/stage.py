@@ -8,16 +8,17 @@ plus a corpus of every positive.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pipe_embed.pipeline.compose.cleaning import clean_text, drop_reason
-from pipe_embed.pipeline.compose.readers import RawRow, read_rows
+from pipe_embed.pipeline.compose.readers import RawRow, file_format, read_rows
 from pipe_embed.pipeline.compose.splits import split_of
 from pipe_embed.pipeline.core.config import as_dict, option
 from pipe_embed.pipeline.core.console import info, track
-from pipe_embed.pipeline.core.errors import ConfigError, PipeError
+from pipe_embed.pipeline.core.errors import ConfigError, InputError, PipeError
 from pipe_embed.pipeline.core.hashing import hash_file
 from pipe_embed.pipeline.core.pairs import (
     CORPUS_FILE,
@@ -26,6 +27,7 @@ from pipe_embed.pipeline.core.pairs import (
     doc_id,
     normalize_key,
     pairs_file,
+    require_file,
     write_jsonl,
 )
 from pipe_embed.pipeline.core.store import Artifact, RunOutcome, StageResult, Store
@@ -62,12 +64,12 @@ class ComposeConfig:
 
 
 def group_rows(rows: list[RawRow], config: ComposeConfig) -> tuple[list[dict[str, Any]], Counter[str]]:
-    """Clean rows, drop bad ones, merge the definitions of one term into one anchor."""
+    """Clean rows, drop bad ones (each counted by reason), merge the definitions of one term into one anchor."""
     dropped: Counter[str] = Counter()
     groups: dict[str, dict[str, Any]] = {}
     for row in rows:
         anchor = clean_text(row.anchor)
-        for raw_positive in row.positives:
+        for raw_positive in row.positives or [""]:  # a row without a positive is dropped and counted
             positive = clean_text(raw_positive)
             reason = drop_reason(anchor, positive, min_anchor_chars=config.min_anchor_chars,
                                  min_positive_chars=config.min_positive_chars,
@@ -123,16 +125,25 @@ def _empty_reason(rows_read: int, dropped: Counter[str], config: ComposeConfig) 
             f"check the columns or lower min_positive_chars (now {config.min_positive_chars})")
 
 
-def compose_pairs(paths: list[Path], config: ComposeConfig, workdir: Path) -> StageResult:
-    """Build the compose artifact's files in `workdir` and return its stats."""
+NegativesFn = Callable[..., list[dict[str, Any]]]
+
+
+def compose_pairs(paths: list[Path], config: ComposeConfig, workdir: Path,
+                  negatives: NegativesFn | None = None) -> StageResult:
+    """Build the compose artifact's files in `workdir` and return its stats.
+
+    `negatives(records, k=…)` adds `hard_k` negatives per anchor; the caller hands in the miner
+    (the CLI passes BM25 from pipe_embed.mining), since a stage never imports another stage.
+    """
     rows = read_inputs(paths, config)
     records, dropped = group_rows(rows, config)
     if not records:
         raise PipeError(_empty_reason(len(rows), dropped, config))
     if config.hard_k > 0:
-        from pipe_embed.mining.bm25 import bm25_negatives_for_pairs
-
-        records = bm25_negatives_for_pairs(records, k=config.hard_k)
+        if negatives is None:
+            raise ConfigError("field 'hard_k': compose needs a negatives miner for hard_k > 0",
+                              hint="run `pipe compose --hard-k K` or pass negatives=bm25_negatives_for_pairs")
+        records = negatives(records, k=config.hard_k)
     by_split: dict[str, list[dict[str, Any]]] = {s: [] for s in SPLITS}
     for record in records:
         split = split_of(record["anchor"], config.dev_fraction, config.test_fraction, config.seed)
@@ -147,6 +158,7 @@ def compose_pairs(paths: list[Path], config: ComposeConfig, workdir: Path) -> St
     pairs_kept = sum(len(r["positives"]) for r in records)
     stats = {
         "rows_read": len(rows),
+        "pairs_read": sum(max(len(r.positives), 1) for r in rows),  # = pairs_kept + all dropped
         "pairs_kept": pairs_kept,
         "anchors": len(records),
         "corpus_size": len(corpus),
@@ -161,8 +173,16 @@ def compose_pairs(paths: list[Path], config: ComposeConfig, workdir: Path) -> St
     return StageResult(stats=stats, headline=headline)
 
 
+def _hash_input(path: Path) -> str:
+    try:
+        return hash_file(path)
+    except OSError as exc:
+        raise InputError(path, f"cannot read: {exc.strerror}") from None
+
+
 def run_compose(store: Store, config: ComposeConfig, inputs: list[Path] | None = None,
-                from_ref: str | None = None, force: bool = False) -> RunOutcome:
+                from_ref: str | None = None, force: bool = False,
+                negatives: NegativesFn | None = None) -> RunOutcome:
     """Compose from input files or a crawl artifact; a cache hit when nothing changed."""
     if bool(inputs) == bool(from_ref):
         raise PipeError("give either --input FILE (one or more) or --from crawl@latest",
@@ -177,12 +197,11 @@ def run_compose(store: Store, config: ComposeConfig, inputs: list[Path] | None =
         upstream = [crawl]
         extra: dict[str, Any] = {}
     else:
-        paths = [Path(p) for p in inputs or []]
+        paths = [require_file(p) for p in inputs or []]
         for path in paths:
-            if not path.is_file():
-                raise PipeError(f"{path}: input file not found")
-        extra = {"input_files": [{"name": p.name, "sha256": hash_file(p)} for p in paths]}
+            file_format(path)
+        extra = {"input_files": [{"name": p.name, "sha256": _hash_input(p)} for p in paths]}
     info(f"composing pairs from {', '.join(str(p) for p in paths)}")
     return store.run(stage=STAGE, format_version=FORMAT_VERSION, config=as_dict(config),
                      inputs=upstream, extra=extra, force=force,
-                     build=lambda work: compose_pairs(paths, config, work))
+                     build=lambda work: compose_pairs(paths, config, work, negatives))

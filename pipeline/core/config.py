@@ -7,6 +7,7 @@ config file may hold one table per stage (`[compose]`, `[mine]` …) or the stag
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import sys
 import types
@@ -55,9 +56,16 @@ def versioned_dict(config: Any) -> dict[str, Any]:
 def read_config_file(path: str | Path) -> dict[str, Any]:
     """Parse a TOML, YAML or JSON config file into a dict."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a directory, not a config file", hint="--config takes a .toml, .yaml or .json file")
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start + 1})", hint="re-save the file as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file: {exc.strerror}") from None
     suffix = path.suffix.lower()
     try:
         if suffix == ".toml":
@@ -139,41 +147,81 @@ def _coerce(value: Any, tp: Any, name: str, where: str) -> Any:
     return value
 
 
-def build_config(cls: type[C], values: dict[str, Any], where: str = "") -> C:
+_STAGE_CONFIGS: dict[str, type] = {}
+
+
+def register_config(section: str, cls: type) -> None:
+    """Make a stage's config known by its table name, so that a key put under the wrong table can
+    say where it belongs. The CLI registers every stage it offers."""
+    _STAGE_CONFIGS[section] = cls
+
+
+def _field_names(cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+
+
+def _unknown_field(cls: type, key: str, where: str, section: str | None) -> ConfigError:
+    """`unknown field 'x'`, and where it belongs: another stage's table, or a near spelling."""
+    fields = _field_names(cls)
+    owners = [name for name, other in _STAGE_CONFIGS.items()
+              if name != section and other is not cls and key in _field_names(other)]
+    if owners:
+        tables = " or ".join(f"[{name}]" for name in owners)
+        return ConfigError(f"{where}unknown field '{key}': it is a setting of {tables}",
+                           hint=f"move it under {tables}")
+    close = difflib.get_close_matches(key, fields, n=1)
+    known = f"known fields: {', '.join(sorted(fields))}"
+    return ConfigError(f"{where}unknown field '{key}'",
+                       hint=f"did you mean '{close[0]}'? {known}" if close else known)
+
+
+def build_config(cls: type[C], values: dict[str, Any], where: str = "", section: str | None = None) -> C:
     """Instantiate a config dataclass from a mapping, checking names and types."""
     hints = get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = [k for k in values if k not in fields]
     if unknown:
-        raise ConfigError(f"{where}unknown field '{unknown[0]}'",
-                          hint=f"known fields: {', '.join(sorted(fields))}")
+        raise _unknown_field(cls, str(unknown[0]), where, section)
     kwargs = {k: _coerce(v, hints[k], k, where) for k, v in values.items()}
     config = cls(**kwargs)
     validate = getattr(config, "validate", None)
     if callable(validate):
-        validate()
+        if where:
+            try:
+                validate()
+            except ConfigError as exc:
+                raise ConfigError(f"{where}{exc.message}", hint=exc.hint) from None
+        else:
+            validate()
     return config
 
 
 def load_config(cls: type[C], section: str, file: str | Path | None = None,
                 overrides: dict[str, Any] | None = None) -> C:
-    """Resolve a stage config: dataclass defaults, then the file's section, then CLI overrides."""
+    """Resolve a stage config: dataclass defaults, then the file's section, then CLI overrides.
+
+    Errors in the file name it and the table: `pipe.toml: [compose] unknown field 'dev_fractoin'`.
+    """
     values: dict[str, Any] = {}
     if file is not None:
         data = read_config_file(file)
         names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        if section in data and not isinstance(data[section], dict):
+            raise ConfigError(f"{file}: '{section}' must be a table of settings, got {data[section]!r}",
+                              hint=f"write [{section}] and its keys below it")
         if isinstance(data.get(section), dict):
             values.update(data[section])
+            where = f"{file}: [{section}] "
         else:
             # A flat file: take the keys this stage knows; other stages' tables are ignored.
             values.update({k: v for k, v in data.items() if not isinstance(v, dict) or k in names})
-        where = f"{file}: [{section}] " if section in data else f"{file}: "
-        cfg_from_file = build_config(cls, values, where)
+            where = f"{file}: "
+        cfg_from_file = build_config(cls, values, where, section)
         values = {f.name: getattr(cfg_from_file, f.name) for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     for key, value in (overrides or {}).items():
         if value is not None:
             values[key] = value
-    return build_config(cls, values, "")
+    return build_config(cls, values, "", section)
 
 
 def config_docs(cls: type) -> list[tuple[str, Any, str]]:
@@ -191,4 +239,5 @@ def as_dict(config: Any) -> dict[str, Any]:
 
 
 __all__ = ["option", "load_config", "build_config", "read_config_file", "config_docs", "as_dict",
+           "register_config",
            "versioned_dict", "is_versioned"]

@@ -163,3 +163,24 @@ def quiet_libraries(verbose: bool = False) -> Iterator[None]:
         if bars:
             tlog.enable_progress_bar()
         datasets.enable_progress_bars()
+
+
+# -- models kept in the store ---------------------------------------------------------------------
+
+MODEL_DIR = "model"  # a train artifact's model folder (plain sentence-transformers format)
+
+
+def resolve_model_ref(store: Any, name: str) -> str:
+    """A store ref to a train artifact (`train@<version>`, `train@latest`) as its model's path.
+
+    Stages keep the ref in their config (so versions do not depend on how `--data-dir` is spelt)
+    and load the model from the path this returns; ids and paths pass through unchanged.
+    """
+    if "@" not in str(name) or Path(str(name)).exists():
+        return str(name)
+    artifact = store.resolve(name)
+    model = artifact.file(MODEL_DIR)
+    if not model.is_dir():
+        raise PipeError(f"{name}: {artifact.ref} holds no {MODEL_DIR}/ folder",
+                        hint="give a train artifact (train@latest) or a model directory")
+    return str(model)

@@ -52,7 +52,7 @@ def require_file(path: str | Path, what: str = "input file") -> Path:
     """The path if it is a readable regular file; else an InputError saying what it is instead."""
     path = Path(path)
     if path.is_dir():
-        raise InputError(path, f"is a directory, not a {what}", hint="name a file (or the files inside it)")
+        raise InputError(path, "is a directory, not a file", hint=f"give the {what} itself (e.g. the files inside it)")
     if not path.exists():
         raise InputError(path, f"{what} not found")
     if not path.is_file():

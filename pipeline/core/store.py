@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from pipe_embed.pipeline import __version__
-from pipe_embed.pipeline.core.errors import PipeError
 from pipe_embed.pipeline.core.config import versioned_dict
+from pipe_embed.pipeline.core.errors import PipeError
 from pipe_embed.pipeline.core.hashing import canonical_json, code_modules, code_version, hash_file, hash_value
 
 MANIFEST = "manifest.json"
@@ -166,7 +166,8 @@ def _code_of(build: Callable[..., Any]) -> str | None:
         return None
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists on this host (a reused pid reads as alive: the safe side)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -219,7 +220,7 @@ def parse_temp_name(name: str) -> TempName | None:
 
 def stale_on_this_host(entry: TempName) -> bool:
     """Whether a temp dir was left by a process of this host that is gone (never another host's)."""
-    return entry.host == HOST and not _pid_alive(entry.pid)
+    return entry.host == HOST and not pid_alive(entry.pid)
 
 
 class Store:

@@ -13,6 +13,8 @@ from pipe_embed.crawlers.stage import CrawlConfig
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
+from tests.crawlers.raw_server import RawServer
+
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "wikipedia"
 FAST = {"rate_limit": 0.0, "timeout": 5.0, "retries": 2, "backoff": 0.01, "max_wait": 5.0}
 
@@ -32,6 +34,14 @@ def server(_threaded_server: HTTPServer) -> Iterator[HTTPServer]:
     _threaded_server.clear()
     yield _threaded_server
     _threaded_server.clear()
+
+
+@pytest.fixture()
+def raw_server() -> Iterator[RawServer]:
+    """A raw-socket loopback server whose answers stall, drip or cut the body short on cue."""
+    srv = RawServer()
+    yield srv
+    srv.close()
 
 
 @pytest.fixture()

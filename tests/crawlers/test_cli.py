@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import socket
 from pathlib import Path
 
 from pipe_embed.pipeline.cli import app
@@ -68,3 +69,19 @@ def test_config_file_section(tmp_path: Path):
     result = runner.invoke(app, ["crawl", "--config", str(config), "--data-dir", str(tmp_path / "data")])
     assert result.exit_code == 0, result.output
     assert len(glossary_rows(tmp_path / "data")) == 25
+
+
+def test_offline_crawl_exits_with_one_error_line(monkeypatch, tmp_path: Path):
+    def getaddrinfo(host, *args, **kwargs):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)  # a machine without network
+    result = runner.invoke(app, ["crawl", "--sources", "wikipedia_glossary", "--data-dir", str(tmp_path / "data")])
+    assert result.exit_code == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and len(errors[0]) < 250
+    assert errors[0].startswith("error: could not reach en.wikipedia.org for any of 26 pages (name resolution failed)")
+    assert "--dry-run" in errors[0]
+    assert "fetched 0 of 26 pages" in result.stderr
+    assert "Traceback" not in result.output and "aused by" not in result.output
+    assert len(result.stderr) < 600

@@ -1,7 +1,8 @@
-"""The polite client against a real local HTTP server: retries, Retry-After, timeouts, robots, cache."""
+"""The polite client against real local servers: retries, Retry-After, timeouts, robots, cache, broken bodies."""
 
 from __future__ import annotations
 
+import gzip
 import socket
 import time
 from dataclasses import replace
@@ -12,6 +13,7 @@ import pytest
 from pipe_embed.crawlers.http import FetchError, PoliteClient, netloc, parse_retry_after
 from werkzeug import Request, Response
 
+from tests.crawlers import raw_server as raw
 from tests.crawlers.conftest import etag_handler, serve_robots
 
 PAGE = b"<html><body><dl><dt>term</dt><dd>definition</dd></dl></body></html>"
@@ -109,6 +111,8 @@ def test_connection_refused_is_reported(fast_settings):
     with pytest.raises(FetchError) as caught:
         client.get(url)
     assert caught.value.kind == "connection"
+    assert caught.value.reason.endswith("Failed to establish a new connection: [Errno 111] Connection refused")
+    assert caught.value.reason.startswith("gave up after 2 attempts: connection failed: ")
 
 
 def test_robots_disallow_is_respected(server, fast_settings):
@@ -209,3 +213,103 @@ def test_user_agent_is_descriptive(server, fast_settings):
     client_for(server, fast_settings).get(server.url_for("/page"))
     agents = {request.headers.get("User-Agent") for request, _ in server.log}
     assert len(agents) == 1 and agents.pop().startswith("pipe-embed/")
+
+
+# -- bodies that stall, drip or are cut short (a raw-socket server) ---------------------------------
+BODY = PAGE * 20  # 1,340 bytes
+
+
+def raw_client(raw_server, settings, sleep=None) -> PoliteClient:
+    raw_server.on("/robots.txt", raw.status(404, "Not Found"))
+    return PoliteClient(settings, allowed_hosts={raw_server.host}, sleep=sleep or Sleeps(real=False))
+
+
+def test_cut_body_is_retried_like_a_5xx(raw_server, fast_settings):
+    raw_server.on("/page", raw.cut(BODY, 100), raw.full(BODY))
+    sleeps = Sleeps(real=False)
+    client = raw_client(raw_server, replace(fast_settings, backoff=0.5), sleeps)
+    response = client.get(raw_server.url("/page"))
+    assert response.content == BODY and response.attempts == 2
+    assert (client.stats.retries, client.stats.broken_bodies, client.stats.downloads) == (1, 1, 1)
+    assert sleeps.waits == [0.5]  # backed off as after a 5xx
+    assert raw_server.count("/page") == 2
+
+
+def test_cut_body_gives_up_with_a_one_line_reason(raw_server, fast_settings):
+    raw_server.on("/page", raw.cut(BODY, 100))
+    client = raw_client(raw_server, replace(fast_settings, retries=2))
+    with pytest.raises(FetchError) as caught:
+        client.get(raw_server.url("/page"))
+    error = caught.value
+    assert (error.kind, error.attempts) == ("incomplete", 3)
+    assert error.reason == "gave up after 3 attempts: connection closed after 100 of 1,340 bytes"
+    assert str(error) == f"{raw_server.url('/page')}: {error.reason}"  # names the page, one line
+    assert client.stats.broken_bodies == 3 and raw_server.count("/page") == 3
+
+
+def test_cut_chunked_body_is_retried(raw_server, fast_settings):
+    raw_server.on("/page", raw.cut_chunked(BODY, 300), raw.full(BODY))
+    client = raw_client(raw_server, fast_settings)
+    response = client.get(raw_server.url("/page"))
+    assert response.content == BODY and response.attempts == 2
+
+
+def test_stalled_body_times_out_and_is_retried(raw_server, fast_settings):
+    raw_server.on("/page", raw.stall(BODY, 100, seconds=30))
+    client = raw_client(raw_server, replace(fast_settings, timeout=0.2, retries=1))
+    started = time.monotonic()
+    with pytest.raises(FetchError) as caught:
+        client.get(raw_server.url("/page"))
+    assert time.monotonic() - started < 3
+    assert caught.value.kind == "timeout" and caught.value.attempts == 2
+    assert caught.value.reason == "gave up after 2 attempts: body stalled: nothing for 0.2 s after 100 of 1,340 bytes"
+    assert client.stats.retries == 1 and client.stats.broken_bodies == 2
+
+
+def test_dripping_body_is_cut_off_at_the_deadline(raw_server, fast_settings):
+    # One byte every 0.05 s: every read returns well within the 1 s timeout, so only the
+    # deadline ends it (the whole body would take over a minute).
+    raw_server.on("/page", raw.drip(BODY, every=0.05))
+    client = raw_client(raw_server, replace(fast_settings, timeout=1.0, deadline=0.5, retries=1))
+    started = time.monotonic()
+    with pytest.raises(FetchError) as caught:
+        client.get(raw_server.url("/page"))
+    elapsed = time.monotonic() - started
+    assert 0.9 < elapsed < 3  # two attempts of about 0.5 s each
+    assert caught.value.kind == "deadline" and caught.value.attempts == 2
+    assert "body not complete within the 0.5-second deadline" in caught.value.reason
+    assert raw_server.count("/page") == 2
+
+
+def test_deadline_defaults_to_a_few_timeouts(fast_settings):
+    assert replace(fast_settings, timeout=2.0).request_deadline == 8.0
+    assert replace(fast_settings, timeout=2.0, deadline=3.0).request_deadline == 3.0
+
+
+def test_unresolvable_host_fails_at_once_with_a_short_reason(monkeypatch, fast_settings):
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host, *args, **kwargs):
+        if host == "glossary.invalid":
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    sleeps = Sleeps(real=False)
+    client = PoliteClient(fast_settings, allowed_hosts={"glossary.invalid"}, sleep=sleeps)
+    with pytest.raises(FetchError) as first:
+        client.get("http://glossary.invalid/wiki/A")
+    assert first.value.kind == "dns" and first.value.attempts == 1
+    assert first.value.reason == "Failed to resolve 'glossary.invalid' ([Errno -2] Name or service not known)"
+    with pytest.raises(FetchError) as second:
+        client.get("http://glossary.invalid/wiki/B")  # the host is known to be unreachable: no new request
+    assert second.value.reason == first.value.reason and second.value.attempts == 0
+    assert client.stats.requests == 1 and sleeps.waits == []  # a name that does not resolve is not retried
+
+
+def test_gzip_body_is_decoded(server, fast_settings):
+    serve_robots(server)
+    server.expect_request("/page").respond_with_data(gzip.compress(BODY), content_type="text/html",
+                                                     headers={"Content-Encoding": "gzip"})
+    response = client_for(server, fast_settings).get(server.url_for("/page"))
+    assert response.content == BODY

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -190,3 +192,72 @@ def test_rerun_after_a_failure_fetches_only_what_is_missing(store, server, make_
     assert not second.cached and second.artifact.stats["pages_failed"] == 0
     assert counter == {"200": 1, "304": 1}
     assert second.artifact.manifest["headline"]["rows"] == 775
+
+
+@pytest.fixture()
+def no_dns(monkeypatch):
+    """Every name but the loopback's fails to resolve, as on a machine without network."""
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host, *args, **kwargs):
+        if host not in ("127.0.0.1", "localhost"):
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+
+def test_offline_crawl_is_one_short_error(store, make_config, no_dns, capsys):
+    config = make_config(rate_limit=1.0, retries=4, backoff=1.0)  # the defaults: 26 pages of en.wikipedia.org
+    started = time.monotonic()
+    with pytest.raises(PipeError) as caught:
+        run_crawl(store, config)
+    assert time.monotonic() - started < 5  # a name that does not resolve is not retried
+    assert caught.value.message == "could not reach en.wikipedia.org for any of 26 pages (name resolution failed)"
+    assert "--dry-run" in caught.value.hint and "--base-url" in caught.value.hint
+    err = capsys.readouterr().err
+    assert "fetched 0 of 26 pages, 26 failed; 1 request" in err
+    warnings = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert warnings == [("warning: Glossary of computer science: skipped — "
+                         "Failed to resolve 'en.wikipedia.org' ([Errno -2] Name or service not known)")]
+    assert no_leftovers(store)
+
+
+def test_unreachable_mirror_names_the_host(store, make_config):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    config = make_config(pages=["Glossary of chess", "Glossary of 2020s slang"], base_url=f"http://127.0.0.1:{port}",
+                         retries=1)
+    with pytest.raises(PipeError) as caught:
+        run_crawl(store, config)
+    assert caught.value.message == f"could not reach 127.0.0.1:{port} for any of 2 pages (connection refused)"
+    assert len(caught.value.line()) < 250
+
+
+def test_some_pages_of_a_down_host_warn_once(store, server, wiki, make_config, capsys):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        down = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    config = make_config(sources=["wikipedia_glossary", "url"], pages=["Glossary of chess"], base_url=base_url(server),
+                         urls=[f"{down}/a", f"{down}/b", f"{down}/c"], retries=0)
+    outcome = run_crawl(store, config)
+    assert outcome.artifact.stats["pages_failed"] == 3
+    err = capsys.readouterr().err
+    assert len([line for line in err.splitlines() if line.startswith("warning:") and "/a: skipped" in line]) == 1
+    assert f"{down[7:]}: 2 more pages skipped for the same reason" in err
+    assert "fetched 1 of 4 pages (1 downloaded, 0 unchanged), 3 failed" in err
+
+
+def test_limit_per_source_stops_fetching(store, server, wiki, make_config):
+    pages = ["Glossary of chess", "Glossary of 2020s slang"]
+    small = run_crawl(store, make_config(pages=pages, base_url=base_url(server), limit_per_source=50))
+    assert len(read_rows(small.artifact)) == 50
+    assert wiki["slang"] == {}  # the chess page alone held 50 rows: the slang page was never asked for
+    assert small.artifact.stats["pages_not_fetched"] == 1
+    assert list(read_pages(small.artifact)) == ["Glossary of chess"]
+
+    large = run_crawl(store, make_config(pages=pages, base_url=base_url(server), limit_per_source=700))
+    assert len(read_rows(large.artifact)) == 700  # 616 chess rows and 84 of slang
+    assert wiki == {"chess": {"200": 1, "304": 1}, "slang": {"200": 1}}
+    assert large.artifact.stats["pages_not_fetched"] == 0

@@ -148,9 +148,9 @@ def test_two_rounds_resume_after_kill_cache_hits_and_report(store: Store, chess_
     assert Path(data["best_model"]).is_dir()
     best = max(data["rounds"], key=lambda r: (r["dev"]["mrr@10"], -r["round"]))
     assert data["best_round"] == best["round"]
-    # round 2 mined with round 1's model
+    # round 2 mined with round 1's model, named by its ref (not a path that depends on --data-dir)
     mine2 = store.resolve(data["rounds"][1]["mine"])
-    assert mine2.config["model"] == data["rounds"][0]["model_path"]
+    assert mine2.config["model"] == data["rounds"][0]["train"]
 
     again = run_iterate(store, cfg, mine_cfg, train_cfg, eval_cfg, from_ref=compose.ref)
     assert again.cached and again.artifact.version == outcome.artifact.version

@@ -105,6 +105,16 @@ def _one_torch_thread():
     torch.set_num_threads(before)
 
 
+@pytest.fixture(autouse=True)
+def _warnings_said_again():
+    """Each test sees the once-per-process warnings afresh."""
+    from pipe_embed.training import evaluate
+
+    evaluate._SAID.clear()
+    yield
+    evaluate._SAID.clear()
+
+
 @pytest.fixture()
 def compose_artifact(store: Store) -> Artifact:
     return make_compose(store)

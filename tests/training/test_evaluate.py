@@ -88,3 +88,42 @@ def test_reverse_direction_swaps_prompt_roles(tiny_model_path: Path, compose_art
                                               precision_recall_at_k=[1, 5, 10], write_csv=False)(model)
     assert ours["mrr@10"] == pytest.approx(swapped["x_cosine_mrr@10"], abs=1e-9)
     assert ours["mrr@10"] != pytest.approx(unswapped["x_cosine_mrr@10"], abs=1e-9)
+
+
+def test_a_split_too_small_to_measure_is_called_noise_once(store: Store, tiny_model_path: Path, compose_artifact,
+                                                           capsys: pytest.CaptureFixture) -> None:
+    from pipe_embed.pipeline.core.console import set_verbosity
+    from pipe_embed.training.evaluate import MIN_QUERIES, small_split_warning
+
+    set_verbosity(0)
+    run_eval(store, EvalConfig(split="test", reverse=True, device="cpu"), str(tiny_model_path),
+             compose_artifact.ref)
+    lines = [line for line in capsys.readouterr().err.splitlines() if "split has only" in line]
+    assert len(lines) == 1  # one line, not one per direction
+    assert "test split has only 2 queries" in lines[0] and "50.0 points" in lines[0]
+    assert "noise" in lines[0] and "--test-fraction" in lines[0]
+    assert small_split_warning("dev", MIN_QUERIES) is None
+    assert "3.4 points" in small_split_warning("dev", MIN_QUERIES - 1)
+
+
+def test_large_corpora_encode_in_chunks_under_a_progress_bar(tiny_model_path: Path, compose_artifact,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from pipe_embed.pipeline.core import console as console_mod
+    from pipe_embed.pipeline.core.console import set_verbosity
+    from pipe_embed.training import evaluate
+    from rich.console import Console
+    from sentence_transformers import SentenceTransformer
+
+    set_verbosity(0)
+    model = SentenceTransformer(str(tiny_model_path), device="cpu")
+    task = retrieval_task(compose_artifact.path, "train")
+    whole = evaluate_task(model, task, batch_size=2)
+    out = io.StringIO()
+    monkeypatch.setattr(console_mod, "console", Console(file=out, force_terminal=True, width=120))
+    monkeypatch.setattr(evaluate, "PROGRESS_MIN_TEXTS", 1)
+    chunked = evaluate_task(model, task, batch_size=2)
+    assert "eval: encoding" in out.getvalue() and "documents" in out.getvalue()
+    for name in METRIC_NAMES:
+        assert chunked[name] == pytest.approx(whole[name], abs=1e-6), name

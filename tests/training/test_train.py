@@ -203,3 +203,20 @@ def test_qlora_merge_path_reloads_the_base_and_merges_there(tiny_model_path: Pat
     texts = ["rook", "a piece that moves diagonally"]
     assert np.allclose(merged_elsewhere.encode(texts), model.encode(texts), atol=1e-5)
     assert not np.allclose(model.encode(texts), prepare_model(config, "cpu").encode(texts), atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["flag.jsonl", "glossary.csv"])
+def test_from_a_raw_pairs_file_says_to_compose_it(store: Store, tiny_model_path: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    from pipe_embed.training.train import PairsFileNotArtifact
+
+    (tmp_path / name).write_text('{"query": "rook", "pos": ["a piece"], "neg": []}\n')
+    monkeypatch.chdir(tmp_path)
+    for ref in (name, str(tmp_path / name)):  # a bare name, as typed, and a path
+        with pytest.raises(PairsFileNotArtifact) as caught:
+            run_train(store, tiny_config(tiny_model_path), ref)
+        line = caught.value.line()
+        assert "is a pairs file, not a data artifact" in line and f"pipe compose --input {ref}" in line
+        assert caught.value.path == Path(ref)
+    with pytest.raises(PipeError, match="no such file"):
+        run_train(store, tiny_config(tiny_model_path), "missing.jsonl")

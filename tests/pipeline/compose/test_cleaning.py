@@ -52,3 +52,10 @@ def test_split_is_deterministic_and_roughly_proportional():
     assert 0.17 < splits.count("test") / 4000 < 0.23
     assert split_of("Term 5", 0.1, 0.2, 1) == split_of("term 5", 0.1, 0.2, 1)
     assert splits != [split_of(a, 0.1, 0.2, seed=2) for a in anchors]
+
+
+def test_control_characters_and_lone_surrogates_are_removed():
+    assert clean_text("Ro\x00ok\x07 \x1b[1mbold\x7f \x85 end\ud800") == "Rook [1mbold end"
+    assert clean_text("tab\tand\nnewline\r\nkept as spaces") == "tab and newline kept as spaces"
+    assert clean_text("zero\u200bwidth\u2060joined\ufeff") == "zerowidthjoined"
+    assert clean_text("caf\u00e9 \u0645\u200c\u0646") == "caf\u00e9 \u0645\u200c\u0646"  # ZWNJ is a letter's shape

@@ -238,10 +238,109 @@ def test_hard_k_adds_bm25_negatives(store: Store, tmp_path: Path):
             ("Knight", "A piece that jumps in an L shape over other pieces."),
             ("Castling", "A move of the king and a rook together.")]
     path = write_csv(tmp_path / "g.csv", "term,definition", rows)
-    artifact = compose(store, [path], hard_k=2, dev_fraction=0.0, test_fraction=0.0).artifact
+    from pipe_embed.mining.bm25 import bm25_negatives_for_pairs  # the miner the CLI hands to compose
+
+    config = ComposeConfig(hard_k=2, dev_fraction=0.0, test_fraction=0.0)
+    with pytest.raises(ConfigError, match="hard_k"):
+        run_compose(store, config, inputs=[path])
+    artifact = run_compose(store, config, inputs=[path], negatives=bm25_negatives_for_pairs).artifact
     pairs = {r["anchor"]: r for r in read_pairs(artifact.file(pairs_file("train")))}
     assert pairs["Rook"]["hard_negatives"], "BM25 should find definitions sharing 'rook'"
     for row in pairs.values():
         assert len(row["hard_negatives"]) <= 2
         assert not set(row["hard_negatives"]) & set(row["positives"])
     assert artifact.config["hard_k"] == 2
+
+
+# -- wrong types, missing values, odd bytes -----------------------------------------------------
+
+def _jsonl(path: Path, *rows) -> Path:
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("row, message", [
+    ({"anchor": "King", "positive": 123456789012345},
+     r"bad\.jsonl:2: column 'positive': expected text or a list of texts, got a number \(123456789012345\)"),
+    ({"anchor": "King", "positive": {"text": "A nested object."}}, r"bad\.jsonl:2: column 'positive': .*an object"),
+    ({"anchor": "King", "positive": ["A fine definition.", 5]}, r"bad\.jsonl:2: column 'positive': item 2"),
+    ({"anchor": 42, "positive": "A fine definition."}, r"bad\.jsonl:2: column 'anchor': expected text, got a number"),
+    ({"anchor": ["King"], "positive": "A fine definition."}, r"bad\.jsonl:2: column 'anchor': .*a list"),
+    ({"anchor": "King", "positive": "A fine definition.", "hard_negatives": {"a": 1}},
+     r"bad\.jsonl:2: column 'hard_negatives'"),
+    ({"anchor": "King", "positive": "A fine definition.", "source": 3}, r"bad\.jsonl:2: column 'source'"),
+])
+def test_wrong_types_in_jsonl_name_file_line_and_column(store: Store, tmp_path: Path, row: dict, message: str):
+    path = _jsonl(tmp_path / "bad.jsonl", {"anchor": "Rook", "positive": DEFS["Rook"]}, row)
+    with pytest.raises(PipeError, match=message):
+        compose(store, [path])
+    assert_nothing_written(store)
+
+
+def test_wrong_types_in_parquet_name_row_and_column(store: Store, tmp_path: Path):
+    path = tmp_path / "g.parquet"
+    pd.DataFrame({"anchor": ["Rook", "Bishop"], "positive": [1234567890, 42]}).to_parquet(path)
+    with pytest.raises(PipeError, match=r"g\.parquet:1: column 'positive': expected text or a list of texts, "
+                                        r"got a number \(1234567890\)"):
+        compose(store, [path])
+    assert_nothing_written(store)
+
+
+def test_missing_values_are_dropped_and_counted(store: Store, tmp_path: Path):
+    path = _jsonl(tmp_path / "g.jsonl",
+                  {"anchor": "Rook", "positive": DEFS["Rook"]},
+                  {"anchor": "Pawn", "positive": None},
+                  {"anchor": "Queen", "positive": []},
+                  {"anchor": None, "positive": DEFS["Knight"]},
+                  {"anchor": "Bishop", "positive": [DEFS["Bishop"], None]})
+    artifact = compose(store, [path]).artifact
+    stats = artifact.stats
+    assert stats["dropped"] == {"empty_positive": 3, "empty_anchor": 1}
+    assert stats["rows_read"] == 5 and stats["pairs_kept"] == 2
+    assert stats["pairs_read"] == stats["pairs_kept"] + sum(stats["dropped"].values())
+    csv_path = tmp_path / "g.csv"
+    csv_path.write_text(f'term,definition\nRook,"{DEFS["Rook"]}"\n,\n\nPawn,\n')
+    stats = compose(store, [csv_path]).artifact.stats
+    assert stats["rows_read"] == 3 and stats["dropped"] == {"empty_anchor": 1, "empty_positive": 1}
+    pq = tmp_path / "g.parquet"
+    pd.DataFrame({"term": ["Rook", "Pawn", None], "definition": [DEFS["Rook"], None, DEFS["Knight"]]}).to_parquet(pq)
+    assert compose(store, [pq]).artifact.stats["dropped"] == {"empty_positive": 1, "empty_anchor": 1}
+
+
+def test_unclosed_quote_is_reported_where_it_opens(store: Store, tmp_path: Path):
+    path = tmp_path / "bad.csv"
+    rows = [f'Term {i},"Definition number {i} of the glossary."' for i in range(20)]
+    rows[3] = 'Term 3,"Definition that never closes its quote.'
+    path.write_text("term,definition\n" + "\n".join(rows) + "\n")
+    with pytest.raises(PipeError, match=r"bad\.csv:5: malformed CSV: a quote opened on this line is not closed, "
+                                        r"and the record runs on to line \d+"):
+        compose(store, [path])
+    assert_nothing_written(store)
+
+
+def test_directory_as_input_is_not_called_missing(store: Store, tmp_path: Path):
+    folder = tmp_path / "glossaries"
+    folder.mkdir()
+    with pytest.raises(PipeError, match=r"glossaries: is a directory, not a file — give the input file itself"):
+        compose(store, [folder])
+
+
+def test_control_characters_are_removed(store: Store, tmp_path: Path):
+    path = _jsonl(tmp_path / "g.jsonl",
+                  {"anchor": "Ro\u0000ok\u0007", "positive": "A piece\u0000 that moves\u0085 along ranks and files."})
+    [row] = all_rows(compose(store, [path], dev_fraction=0.0, test_fraction=0.0).artifact)
+    assert row["anchor"] == "Rook" and row["positive"] == "A piece that moves along ranks and files."
+    csv_path = tmp_path / "g.csv"
+    csv_path.write_text('term,definition\nKni\x00ght,"A piece that moves in an L shape."\n')
+    [row] = all_rows(compose(store, [csv_path], dev_fraction=0.0, test_fraction=0.0).artifact)
+    assert row["anchor"] == "Knight"
+
+
+def test_non_utf8_csv_names_the_line(store: Store, tmp_path: Path):
+    path = tmp_path / "latin.csv"
+    lines = ["term,definition"] + [f"Term {i},Definition number {i} of the glossary." for i in range(500)]
+    lines[300] = "Caf\u00e9,A place that serves coffee."
+    path.write_bytes("\n".join(lines).encode("utf-8").replace("Caf\u00e9".encode(), "Caf\u00e9".encode("latin-1")))
+    with pytest.raises(PipeError, match=r"latin\.csv:301: not UTF-8 text \(byte 4 of the line\)"):
+        compose(store, [path])
+    assert_nothing_written(store)

@@ -11,11 +11,14 @@ from pathlib import Path
 import pytest
 from pipe_embed.pipeline.core.errors import PipeError
 from pipe_embed.pipeline.core.store import (
+    HOST,
     MANIFEST,
     Artifact,
     StageResult,
     Store,
     fingerprint,
+    parse_temp_name,
+    temp_name,
 )
 
 
@@ -162,17 +165,44 @@ def test_two_concurrent_writers_do_not_corrupt(tmp_path: Path):
     assert not [p for p in store.stage_dir("demo").iterdir() if p.name.startswith(".tmp")]
 
 
-def test_stale_tmp_of_dead_process_is_cleaned(store: Store):
-    stage_dir = store.stage_dir("demo")
-    stage_dir.mkdir(parents=True)
+def _dead_pid() -> int:
     pid = os.fork()
     if pid == 0:
         os._exit(0)
     os.waitpid(pid, 0)
-    stale = stage_dir / f".tmp-abc-{pid}-deadbeef"
-    stale.mkdir()
+    return pid
+
+
+def test_stale_tmp_of_dead_process_is_cleaned_on_its_own_host_only(store: Store):
+    stage_dir = store.stage_dir("demo")
+    stage_dir.mkdir(parents=True)
+    pid = _dead_pid()
+    stale = stage_dir / f".tmp-abc-{HOST}-{pid}-deadbeef"
+    live = stage_dir / f".tmp-abc-{HOST}-{os.getpid()}-deadbeef"
+    other_host = stage_dir / f".tmp-abc-otherhost-{pid}-deadbeef"
+    legacy = stage_dir / f".tmp-abc-{pid}-deadbeef"  # no host: cannot tell whose it is
+    for path in (stale, live, other_host, legacy):
+        path.mkdir()
     _run(store, {"k": 1}, _writer("a"))
     assert not stale.exists()
+    assert live.exists() and other_host.exists() and legacy.exists()
+
+
+def test_temp_names_carry_host_and_pid(store: Store):
+    seen: list[str] = []
+
+    def build(work: Path) -> StageResult:
+        seen.append(work.name)
+        return _writer("a")(work)
+
+    _run(store, {"k": 1}, build)
+    entry = parse_temp_name(seen[0])
+    assert entry is not None and entry.kind == ".tmp" and entry.host == HOST and entry.pid == os.getpid()
+    assert "-" not in HOST
+    assert parse_temp_name(temp_name(".old", "abc123")).kind == ".old"
+    assert parse_temp_name(".locks") is None and parse_temp_name(".tmp-abc-host-notapid-x") is None
+    holder = store.lock_path("demo", store.versions("demo")[0].version).read_text().split()
+    assert holder == [HOST, str(os.getpid())]
 
 
 def test_resumable_workdir_survives_failure(store: Store):
@@ -192,3 +222,59 @@ def test_resumable_workdir_survives_failure(store: Store):
     store.run(stage="demo", format_version=1, config={}, inputs=[], build=build, resumable=True)
     assert attempts == [False, True]
     assert len(store.versions("demo")) == 1
+
+
+# -- refs stay inside the store ------------------------------------------------------------------
+
+def _manifest_dir(path: Path, stage: str, version: str) -> Path:
+    path.mkdir(parents=True)
+    (path / MANIFEST).write_text(json.dumps({"stage": stage, "version": version, "finished": "x"}))
+    return path
+
+
+def test_refs_never_resolve_outside_the_data_dir(store: Store, tmp_path: Path, monkeypatch):
+    inside = _run(store, {"k": 1}, _writer("a")).artifact
+    _manifest_dir(tmp_path / "outside" / "demo" / "abc", "demo", "abc")
+    _manifest_dir(tmp_path / "demo" / "abc", "demo", "abc")  # a sibling of the data dir
+    monkeypatch.chdir(store.root)
+    for ref in ("../outside/demo@latest", "..@latest", "../demo@latest", "/etc@latest", "demo/..@latest",
+                "./demo@latest"):
+        with pytest.raises(PipeError, match="is not a stage name"):
+            store.resolve(ref)
+    for ref in ("../outside/demo/abc", str(tmp_path / "demo" / "abc"), "..", "../demo/abc"):
+        with pytest.raises(PipeError, match="outside the data dir"):
+            store.resolve(ref)
+    (store.root / "link").symlink_to(tmp_path / "outside")
+    with pytest.raises(PipeError, match="outside the data dir"):
+        store.resolve("link/demo/abc")
+    for ref in (".", "./demo", f"demo/{inside.version}/out.jsonl"):
+        with pytest.raises(PipeError, match="not an artifact directory"):
+            store.resolve(ref)
+    assert store.resolve(f"demo/{inside.version}").version == inside.version
+    assert store.resolve(f"./demo/{inside.version}").path == inside.path
+    assert store.get("..", "demo") is None and store.get("demo", "../demo") is None
+    with pytest.raises(PipeError, match="not a stage name"):
+        store.versions("../outside")
+
+
+@pytest.mark.parametrize("ref, message", [
+    ("demo@", r"demo@: give a version after '@' — demo@latest or demo@<version prefix>"),
+    ("@latest", r"@latest: give a stage before '@'"),
+    ("demo@../x", r"'../x' is not a version"),
+    ("", "empty artifact reference"),
+    ("nothing@latest", r"no 'nothing' artifact in .* — 'nothing' is no stage here"),
+    ("mine@latest", r"no 'mine' artifact in .* — run `pipe mine` first"),
+])
+def test_ref_syntax_errors_say_what_to_write(store: Store, ref: str, message: str):
+    with pytest.raises(PipeError, match=message):
+        store.resolve(ref)
+
+
+def test_data_dir_that_is_a_file(tmp_path: Path):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    with pytest.raises(PipeError, match="the data dir is a file, not a directory"):
+        Store(afile)
+    with pytest.raises(PipeError, match="the data dir lies under a file"):
+        Store(afile / "data")
+    Store(tmp_path / "new" / "data")  # missing: fine, created on the first run

@@ -1,0 +1,153 @@
+"""Store upkeep: leftovers of dead runs (this host only), unreferenced artifacts, dry run vs apply."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+from pipe_embed.pipeline.core import gc
+from pipe_embed.pipeline.core.store import HOST, StageResult, Store
+
+
+def _writer(text: str, extra_files: dict[str, str] | None = None):
+    def build(work: Path) -> StageResult:
+        (work / "out.jsonl").write_text(json.dumps({"text": text}) + "\n")
+        for name, content in (extra_files or {}).items():
+            (work / name).write_text(content)
+        return StageResult()
+
+    return build
+
+
+def _run(store: Store, stage: str, config: dict, inputs=(), extra_files=None):
+    art = store.run(stage=stage, format_version=1, config=config, inputs=list(inputs),
+                    build=_writer(json.dumps(config), extra_files)).artifact
+    time.sleep(0.005)  # finished times have millisecond resolution: keep "latest" unambiguous
+    return art
+
+
+def _dead_pid() -> int:
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+    return pid
+
+
+def _leftover(stage_dir: Path, name: str, size: int = 1000) -> Path:
+    path = stage_dir / name
+    path.mkdir(parents=True)
+    (path / "blob").write_bytes(b"x" * size)
+    return path
+
+
+def test_leftovers_of_dead_runs_on_this_host_are_removed_and_others_kept(store: Store):
+    _run(store, "demo", {"k": 1})
+    stage_dir = store.stage_dir("demo")
+    dead = _dead_pid()
+    stale_tmp = _leftover(stage_dir, f".tmp-aaa-{HOST}-{dead}-12345678", 1000)
+    stale_old = _leftover(stage_dir, f".old-bbb-{HOST}-{dead}-12345678", 500)
+    stale_del = _leftover(stage_dir, f".del-ccc-{HOST}-{dead}-12345678", 200)
+    live = _leftover(stage_dir, f".tmp-ddd-{HOST}-{os.getpid()}-12345678")
+    other = _leftover(stage_dir, f".tmp-eee-otherhost-{dead}-12345678")
+    legacy = _leftover(stage_dir, f".tmp-fff-{dead}-12345678")
+
+    todo = gc.plan(store)
+    assert {i.path for i in todo.act} == {stale_tmp, stale_old, stale_del}
+    assert {i.path for i in todo.kept} == {live, other, legacy}
+    assert todo.bytes == 1700
+    assert all(p.exists() for p in (stale_tmp, stale_old, stale_del))  # planning deletes nothing
+
+    done = gc.apply(store, todo)
+    assert {i.path for i in done.removed} == {stale_tmp, stale_old, stale_del} and done.bytes == 1700
+    assert not any(p.exists() for p in (stale_tmp, stale_old, stale_del))
+    assert live.exists() and other.exists() and legacy.exists()
+    assert len(store.versions("demo")) == 1
+
+    everything = gc.plan(store, any_host=True)
+    assert {i.path for i in everything.act} == {other, legacy}  # the live one of this host stays
+
+
+def test_work_dir_is_kept_while_its_lock_is_held(store: Store):
+    art = _run(store, "demo", {"k": 1})
+    work = _leftover(store.stage_dir("demo"), ".work-0123456789ab")
+    lock = store.lock_path("demo", "0123456789ab")
+    lock.write_text(f"{HOST} {os.getpid()}\n")
+    with open(lock) as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)  # a run holding it (another open file description conflicts)
+        todo = gc.plan(store)
+        assert [i.path for i in todo.kept] == [work] and "holds its lock" in todo.kept[0].reason
+        fcntl.flock(fh, fcntl.LOCK_UN)
+    todo = gc.plan(store)
+    assert [i.path for i in todo.act] == [work]
+    lock.write_text(f"otherhost {os.getpid()}\n")
+    todo = gc.plan(store)
+    assert [i.path for i in todo.kept] == [work] and "another host" in todo.kept[0].reason
+    assert store.versions("demo")[0].version == art.version
+
+
+def test_replaced_artifact_whose_new_copy_never_arrived_is_restored(store: Store):
+    art = _run(store, "demo", {"k": 1})
+    old = store.stage_dir("demo") / f".old-{art.version}-{HOST}-{_dead_pid()}-12345678"
+    os.rename(art.path, old)  # a --force run killed between its two renames
+    assert store.versions("demo") == []
+    todo = gc.plan(store)
+    assert [(i.path, i.action) for i in todo.act] == [(old, "restore")]
+    gc.apply(store, todo)
+    assert store.versions("demo")[0].version == art.version and not old.exists()
+
+
+def test_unreferenced_artifacts_follow_inputs_and_named_refs(store: Store):
+    compose_old = _run(store, "compose", {"v": 1})
+    compose_new = _run(store, "compose", {"v": 2})  # compose@latest
+    mine = _run(store, "mine", {"m": 1}, inputs=[compose_old])  # keeps compose_old alive
+    train_round1 = _run(store, "train", {"t": 1}, inputs=[mine])  # named by ref in rounds.json
+    train_round2 = _run(store, "train", {"t": 2}, inputs=[mine])  # named by path in rounds.json
+    train_orphan = _run(store, "train", {"t": 3}, inputs=[mine])
+    train_latest = _run(store, "train", {"t": 4}, inputs=[mine])
+    rounds = {"rounds": [{"train": train_round1.ref}, {"model_path": f"{train_round2.path}/model"}]}
+    iterate = _run(store, "iterate", {"i": 1}, inputs=[compose_new],
+                   extra_files={"rounds.json": json.dumps(rounds)})
+    assert gc.references(store, iterate) == {("compose", compose_new.version), ("train", train_round1.version),
+                                             ("train", train_round2.version)}
+
+    assert [a.ref for a in gc.unreferenced(store)] == [train_orphan.ref]
+    assert gc.plan(store).act == []  # only on request
+    live = _leftover(store.stage_dir("mine"), f".tmp-0123456789ab-{HOST}-{os.getpid()}-12345678")
+    waiting = gc.plan(store, unreferenced_artifacts=True)  # a run in progress may read an unreferenced one
+    assert waiting.act == [] and "a run may be using it" in waiting.kept[-1].reason
+    shutil.rmtree(live)  # the run finished
+    todo = gc.plan(store, unreferenced_artifacts=True)
+    assert [i.path for i in todo.act] == [train_orphan.path] and todo.act[0].bytes > 0
+    gc.apply(store, todo)
+    remaining = {a.ref for stage in store.stages() for a in store.versions(stage)}
+    assert remaining == {a.ref for a in (compose_old, compose_new, mine, train_round1, train_round2, train_latest,
+                                         iterate)}
+    assert not [p for p in store.stage_dir("train").iterdir() if p.name.startswith(".del-")]
+
+
+def test_human_size():
+    assert gc.human_size(0) == "0 B" and gc.human_size(1536) == "1.5 KB" and gc.human_size(3 * 1024**3) == "3.0 GB"
+
+
+def test_pipe_gc_is_a_dry_run_with_sizes_until_yes(store: Store):
+    from pipe_embed.pipeline.cli import app
+    from typer.testing import CliRunner
+
+    _run(store, "demo", {"k": 1})
+    _run(store, "demo", {"k": 2})  # demo@latest: the first one is unreferenced
+    stale = _leftover(store.stage_dir("demo"), f".tmp-abc-{HOST}-{_dead_pid()}-12345678", 2048)
+    runner = CliRunner()
+    dry = runner.invoke(app, ["gc", "--data-dir", str(store.root)])
+    assert dry.exit_code == 0, dry.output
+    assert f"remove      2.0 KB  {stale}  work dir of a dead run" in dry.stdout
+    assert "dry run: nothing changed" in dry.stdout and stale.exists()
+    done = runner.invoke(app, ["gc", "--unreferenced", "--yes", "--data-dir", str(store.root)])
+    assert done.exit_code == 0, done.output
+    assert "removed 2" in done.stdout and not stale.exists() and len(store.versions("demo")) == 1
+    again = runner.invoke(app, ["gc", "--unreferenced", "--data-dir", str(store.root)])
+    assert again.exit_code == 0 and "nothing to remove" in again.stdout

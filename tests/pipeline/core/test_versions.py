@@ -1,0 +1,109 @@
+"""Versions: a change to a stage's own code re-runs it; `versioned=False` fields never do."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from pipe_embed.pipeline.core.config import option, versioned_dict
+from pipe_embed.pipeline.core.hashing import code_modules, code_version
+from pipe_embed.pipeline.core.store import StageResult, Store
+
+
+@dataclass
+class ToyConfig:
+    size: int = option(3, "Changes the output.")
+    batch_size: int = option(64, "Only changes the speed.", versioned=False)
+
+
+STAGE_SOURCE = '''
+from pathlib import Path
+from pipe_embed.pipeline.core.store import StageResult
+
+def build(work: Path) -> StageResult:
+    (work / "out.txt").write_text("{body}")
+    return StageResult()
+'''
+
+
+@pytest.fixture()
+def toy_stage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A package `toystage` with a `stage` module whose source the test can change."""
+    package = tmp_path / "src" / "toystage"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "helpers.py").write_text("X = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "src"))
+
+    def load(body: str):
+        (package / "stage.py").write_text(STAGE_SOURCE.format(body=body))
+        for name in ("toystage.stage", "toystage"):
+            sys.modules.pop(name, None)
+        code_version.cache_clear()
+        importlib.invalidate_caches()
+        return importlib.import_module("toystage.stage")
+
+    yield package, load
+    for name in ("toystage.stage", "toystage"):
+        sys.modules.pop(name, None)
+    code_version.cache_clear()
+
+
+def test_code_modules_names_the_stage_package():
+    assert code_modules("pipe_embed.mining.stage") == "pipe_embed.mining"
+    assert code_modules("pipe_embed.pipeline.compose.stage") == "pipe_embed.pipeline.compose"
+    assert code_modules("pipe_embed.pipeline.iterate") == "pipe_embed.pipeline.iterate"
+
+
+def test_a_change_to_the_stage_code_changes_the_version(tmp_path: Path, toy_stage):
+    package, load = toy_stage
+    store = Store(tmp_path / "data")
+    first = store.run(stage="toy", format_version=1, config=ToyConfig(), inputs=[], build=load("v1").build)
+    again = store.run(stage="toy", format_version=1, config=ToyConfig(), inputs=[], build=load("v1").build)
+    assert again.cached and again.artifact.version == first.artifact.version
+    changed = store.run(stage="toy", format_version=1, config=ToyConfig(), inputs=[], build=load("v2").build)
+    assert not changed.cached and changed.artifact.version != first.artifact.version
+    assert changed.artifact.file("out.txt").read_text() == "v2"
+    assert changed.artifact.manifest["code_version"] == code_version("toystage")
+    # any module of the stage's package counts, not only the one defining build
+    (package / "helpers.py").write_text("X = 2\n")
+    helper_changed = store.run(stage="toy", format_version=1, config=ToyConfig(), inputs=[], build=load("v2").build)
+    assert helper_changed.artifact.version not in (first.artifact.version, changed.artifact.version)
+
+
+def test_unversioned_fields_stay_out_of_the_version_but_in_the_manifest(tmp_path: Path, toy_stage):
+    _, load = toy_stage
+    build = load("same").build
+    store = Store(tmp_path / "data")
+    first = store.run(stage="toy", format_version=1, config=ToyConfig(batch_size=64), inputs=[], build=build)
+    faster = store.run(stage="toy", format_version=1, config=ToyConfig(batch_size=8), inputs=[], build=build)
+    assert faster.cached and faster.artifact.version == first.artifact.version
+    other = store.run(stage="toy", format_version=1, config=ToyConfig(size=4), inputs=[], build=build)
+    assert other.artifact.version != first.artifact.version
+    assert first.artifact.config == {"size": 3, "batch_size": 64}
+    assert versioned_dict(ToyConfig()) == {"size": 3}
+
+
+def test_pipe_stage_configs_mark_their_operational_fields():
+    from pipe_embed.mining.stage import MineConfig
+
+    mine = versioned_dict(MineConfig())
+    assert "batch_size" not in mine and "search_batch_size" not in mine and "num_negatives" in mine
+
+
+def test_code_version_reads_every_module_of_a_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    package = tmp_path / "pkgx"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "a.py").write_text(textwrap.dedent("A = 1\n"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    code_version.cache_clear()
+    before = code_version("pkgx")
+    (package / "b.py").write_text("B = 1\n")
+    code_version.cache_clear()
+    assert code_version("pkgx") != before
+    code_version.cache_clear()

@@ -1,0 +1,113 @@
+"""A run that cannot learn says so: too few steps, a learning rate stuck at 0, weights that never moved."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pipe_embed.pipeline.core.console import set_verbosity
+from pipe_embed.pipeline.core.store import Store
+from pipe_embed.training.checks import MIN_STEPS, WeightSnapshot, plan_steps, plan_warning
+from pipe_embed.training.config import TrainConfig
+from pipe_embed.training.train import MODEL_DIR, run_train
+
+
+@pytest.fixture(autouse=True)
+def _normal_verbosity():
+    set_verbosity(0)
+    yield
+    set_verbosity(0)
+
+
+def test_issue_13_one_step_at_batch_32_with_warmup_never_leaves_lr_0() -> None:
+    config = TrainConfig()  # defaults: batch 32, 1 epoch, 10% warmup
+    plan = plan_steps(config, 29)  # a 40-row glossary composed with defaults: 29 train anchors
+    assert (plan.steps, plan.warmup, plan.lr_never_moves) == (1, 1, True)
+    line = plan_warning(config, plan)
+    assert "cannot learn" in line and "learning rate stays 0" in line
+    assert "--batch-size" in line and "--epochs" in line and "--warmup-ratio 0" in line
+    assert "\n" not in line
+
+
+@pytest.mark.parametrize(("values", "rows", "steps", "says"), [
+    ({"batch_size": 8}, 29, 4, "only 4 optimizer steps"),
+    ({"batch_size": 8, "grad_accum_steps": 2}, 29, 2, "x 2 accumulation"),
+    ({"max_steps": 3}, 1000, 3, "raise --max-steps"),
+    ({"steps_per_epoch": 2, "epochs": 3}, 1000, 6, "only 6 optimizer steps"),
+    ({"batch_size": 32, "warmup_ratio": 0.0}, 29, 1, "only 1 optimizer step "),
+])
+def test_too_few_steps_warn_with_what_to_change(values: dict, rows: int, steps: int, says: str) -> None:
+    config = TrainConfig(**values)
+    plan = plan_steps(config, rows)
+    assert plan.steps == steps and not plan.lr_never_moves
+    line = plan_warning(config, plan)
+    assert line is not None and says in line and "cannot learn" not in line
+
+
+def test_enough_steps_say_nothing() -> None:
+    config = TrainConfig(batch_size=2, epochs=1)
+    plan = plan_steps(config, 2 * MIN_STEPS)
+    assert plan.steps == MIN_STEPS and plan_warning(config, plan) is None
+
+
+def tiny(model: Path, **overrides) -> TrainConfig:
+    values = dict(model=str(model), batch_size=32, epochs=1, lr=1e-3, device="cpu", patience=0, seed=7,
+                  eval_steps=0, eval_base=False)
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def _weights(path: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(path / "model.safetensors"))
+
+
+def test_a_run_that_cannot_learn_warns_before_and_after_and_records_it(
+        store: Store, tiny_model_path: Path, mine_artifact, capsys: pytest.CaptureFixture) -> None:
+    # 13 train rows at batch 32: one step, and 10% warmup makes its learning rate 0
+    art = run_train(store, tiny(tiny_model_path), mine_artifact.ref).artifact
+    err = capsys.readouterr().err
+    assert "this run cannot learn" in err and "--warmup-ratio 0" in err
+    assert "identical to the base model" in err
+    assert art.stats["weights_changed"] is False and art.stats["max_weight_change"] == 0.0
+    assert art.metrics["train"]["max_weight_change"] == 0.0 and art.metrics["train"]["steps"] == 1
+    base, trained = _weights(tiny_model_path), _weights(art.file(MODEL_DIR))
+    assert base.keys() == trained.keys()
+    assert all(bool((base[k] == trained[k]).all()) for k in base)  # bit-identical, as the warning says
+
+
+def test_the_same_run_without_warmup_learns_and_says_only_that_it_is_short(
+        store: Store, tiny_model_path: Path, mine_artifact, capsys: pytest.CaptureFixture) -> None:
+    art = run_train(store, tiny(tiny_model_path, warmup_ratio=0.0), mine_artifact.ref).artifact
+    err = capsys.readouterr().err
+    assert "only 1 optimizer step " in err and "cannot learn" not in err
+    assert "identical to the base model" not in err
+    assert art.stats["weights_changed"] is True and art.stats["max_weight_change"] > 0
+
+
+def test_a_dev_split_too_small_to_measure_is_called_noise(store: Store, tiny_model_path: Path, mine_artifact,
+                                                          capsys: pytest.CaptureFixture) -> None:
+    run_train(store, tiny(tiny_model_path, batch_size=4, max_steps=1), mine_artifact.ref)
+    lines = [line for line in capsys.readouterr().err.splitlines() if "dev split has only" in line]
+    assert len(lines) == 1
+    assert "2 queries" in lines[0] and "noise" in lines[0] and "--dev-fraction" in lines[0]
+
+
+def test_quiet_hides_the_warnings(store: Store, tiny_model_path: Path, mine_artifact,
+                                  capsys: pytest.CaptureFixture) -> None:
+    set_verbosity(-1)
+    art = run_train(store, tiny(tiny_model_path), mine_artifact.ref).artifact
+    assert capsys.readouterr().err == "" and art.stats["weights_changed"] is False
+
+
+def test_weight_snapshot_measures_the_largest_change(tiny_model_path: Path) -> None:
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(tiny_model_path), device="cpu")
+    snapshot = WeightSnapshot(model)
+    assert snapshot.max_change(model) == 0.0
+    with torch.no_grad():
+        next(model.parameters())[0, 0] += 0.25
+    assert snapshot.max_change(model) == pytest.approx(0.25, abs=1e-6)
