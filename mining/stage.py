@@ -368,19 +368,29 @@ def _merge_previous(config: MineConfig, inp: MineInput, corpus: CandidateCorpus,
     return added
 
 
-def mine(config: MineConfig, inp: MineInput, workdir: Path, cache_root: Path | None,
-         encoder: Any = None) -> StageResult:
-    """Mine negatives for the train rows and write the artifact's files into workdir."""
-    from pipe_embed.mining.diagnostics import (
-        build_report,
-        plot_histograms,
-        positive_ranks,
-        print_table,
-        round_overlap,
-    )
-    from pipe_embed.mining.export import export
+@dataclasses.dataclass
+class Prepared:
+    """The candidate corpus and what may never be a negative of each anchor."""
 
-    started = time.perf_counter()
+    corpus: Any
+    extra_count: int
+    positives: list[list[int]]
+    exclusions: Any
+    depth: int
+    anchors: list[str]
+
+
+@dataclasses.dataclass
+class Chosen:
+    """The selection: survivors per anchor, the chosen (ids, scores), negatives merged from before."""
+
+    selection: Selection
+    rows: list[tuple[np.ndarray, np.ndarray]]
+    merged: int
+
+
+def prepare(config: MineConfig, inp: MineInput) -> Prepared:
+    """Build the candidate corpus, each anchor's positives and exclusions, and the retrieval depth."""
     extra = read_extra_corpus(config.corpus) if config.corpus else []
     corpus = build_corpus(inp.corpus_rows, extra)
     extra_count = len(extra)
@@ -389,50 +399,51 @@ def mine(config: MineConfig, inp: MineInput, workdir: Path, cache_root: Path | N
     positives = positive_indices(inp.rows, corpus)
     _check_sizes(config, inp, corpus)
     exclusions = build_exclusions(inp.rows, corpus, positives, inp.definitions)
-    k = _retrieval_depth(config, exclusions.max_count(), len(corpus))
-    anchors = [r["anchor"] for r in inp.rows]
-    info(f"mining {config.method} negatives for {len(anchors)} anchors among {len(corpus)} candidate texts")
-    if config.dense and encoder is None:
-        encoder = make_encoder(config, cache_root)
-    debug(f"input read: peak RSS {_peak_mb():.0f} MB")
-    retrieved = retrieve(config, anchors, corpus, positives, k, encoder)
-    cands = retrieved.cands
-    took = ", ".join(f"{name} {sec:.1f}s" for name, sec in retrieved.seconds.items())
-    debug(f"retrieved top {k} per anchor ({took}): peak RSS {_peak_mb():.0f} MB")
-    params = config.selection()
+    depth = _retrieval_depth(config, exclusions.max_count(), len(corpus))
+    return Prepared(corpus=corpus, extra_count=extra_count, positives=positives, exclusions=exclusions,
+                    depth=depth, anchors=[r["anchor"] for r in inp.rows])
 
+
+def select(config: MineConfig, inp: MineInput, prep: Prepared, retrieved: Retrieved) -> Chosen:
+    """Apply the false-negative filters (exclusions, window, margins, paraphrases, cross-encoder)."""
     start = time.perf_counter()
-    codes = exclusion_codes(cands.ids, exclusions)
+    cands, params = retrieved.cands, config.selection()
+    codes = exclusion_codes(cands.ids, prep.exclusions)
     extra_drops: dict[str, np.ndarray] = {}
     if config.max_positive_similarity is not None:
         band = candidate_band(cands, codes, params)
         extra_drops["positive_similarity"] = positive_similarity_drops(
-            retrieved.corpus_vectors, cands.ids, band, positives, config.max_positive_similarity)  # type: ignore[arg-type]
-    selection: Selection = select_negatives(cands, exclusions, retrieved.positive_scores, params, extra_drops, codes)
+            retrieved.corpus_vectors, cands.ids, band, prep.positives, config.max_positive_similarity)  # type: ignore[arg-type]
+    selection: Selection = select_negatives(cands, prep.exclusions, retrieved.positive_scores, params, extra_drops,
+                                            codes)
     if config.cross_encoder:
-        from pipe_embed.mining.crossencoder import (
-            cross_encoder_drops,
-            load_cross_encoder,
-        )
+        from pipe_embed.mining.crossencoder import cross_encoder_drops, load_cross_encoder
 
         ce = load_cross_encoder(config.cross_encoder)
-        drops, _, _ = cross_encoder_drops(ce, anchors, [r["positive"] for r in inp.rows], corpus.texts, cands.ids,
-                                          selection.survivors, margin=config.cross_encoder_margin,
+        drops, _, _ = cross_encoder_drops(ce, prep.anchors, [r["positive"] for r in inp.rows], prep.corpus.texts,
+                                          cands.ids, selection.survivors, margin=config.cross_encoder_margin,
                                           batch_size=config.batch_size)
         selection = refine(selection, "cross_encoder", drops, params)
     chosen = selection.rows(cands)
     merged = 0
     if config.merge_previous and inp.previous is not None:
-        merged = _merge_previous(config, inp, corpus, retrieved, exclusions, positives, chosen)
+        merged = _merge_previous(config, inp, prep.corpus, retrieved, prep.exclusions, prep.positives, chosen)
     retrieved.seconds["select"] = time.perf_counter() - start
     debug(f"selected: peak RSS {_peak_mb():.0f} MB")
+    return Chosen(selection=selection, rows=chosen, merged=merged)
+
+
+def write_pairs(config: MineConfig, inp: MineInput, prep: Prepared, retrieved: Retrieved, chosen: Chosen,
+                workdir: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Write pairs.jsonl (the train rows with their negatives and scores) and the requested exports."""
+    from pipe_embed.mining.export import export
 
     out_rows = []
     for q, row in enumerate(inp.rows):
-        ids, scores = chosen[q]
+        ids, scores = chosen.rows[q]
         new = dict(row)
-        new["hard_negatives"] = [corpus.texts[i] for i in ids]
-        new["negative_ids"] = [corpus.ids[i] for i in ids]
+        new["hard_negatives"] = [prep.corpus.texts[i] for i in ids]
+        new["negative_ids"] = [prep.corpus.ids[i] for i in ids]
         new["negative_scores"] = [round(float(s), 6) for s in scores]
         new["positive_score"] = round(float(retrieved.positive_scores[q]), 6)
         out_rows.append(new)
@@ -442,44 +453,50 @@ def mine(config: MineConfig, inp: MineInput, workdir: Path, cache_root: Path | N
         if counts["anchors_left_out"]:
             warn(f"export {fmt}: {counts['anchors_left_out']} anchors left out (too few negatives for that format); "
                  "pairs.jsonl keeps them")
+    return out_rows, exports
 
-    overlap = None
-    if inp.previous is not None:
-        current = {r["id"]: r["negative_ids"] for r in out_rows}
-        overlap = round_overlap(current, inp.previous)
-    ranks = positive_ranks(cands, positives)
-    report = build_report(selection=selection, cands=cands, ranks=ranks, positive_scores=retrieved.positive_scores,
-                          method=config.method, depth=k, overlap=overlap)
-    report["merged_previous"] = merged
-    diag = workdir / DIAGNOSTICS_DIR
-    diag.mkdir()
-    kept = cands.scores[selection.chosen]
-    plot_histograms(diag / "scores.png", retrieved.positive_scores, kept, cands.scores[selection.dropped_mask],
-                    title=f"{config.method} scores: positives, kept negatives, dropped candidates")
+
+def write_report(config: MineConfig, inp: MineInput, prep: Prepared, retrieved: Retrieved, chosen: Chosen,
+                 out_rows: list[dict[str, Any]], exports: dict[str, Any], encoder: Any,
+                 workdir: Path) -> StageResult:
+    """Diagnostics (where the positive ranked, histograms, drops per filter, overlap) and the stats."""
     import json
 
+    from pipe_embed.mining.diagnostics import build_report, plot_histograms, positive_ranks, print_table, round_overlap
+
+    cands, selection = retrieved.cands, chosen.selection
+    overlap = None
+    if inp.previous is not None:
+        overlap = round_overlap({r["id"]: r["negative_ids"] for r in out_rows}, inp.previous)
+    ranks = positive_ranks(cands, prep.positives)
+    report = build_report(selection=selection, cands=cands, ranks=ranks, positive_scores=retrieved.positive_scores,
+                          method=config.method, depth=prep.depth, overlap=overlap)
+    report["merged_previous"] = chosen.merged
+    diag = workdir / DIAGNOSTICS_DIR
+    diag.mkdir()
+    plot_histograms(diag / "scores.png", retrieved.positive_scores, cands.scores[selection.chosen],
+                    cands.scores[selection.dropped_mask],
+                    title=f"{config.method} scores: positives, kept negatives, dropped candidates")
     (diag / "diagnostics.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     debug(f"written: peak RSS {_peak_mb():.0f} MB")
     print_table(report)
     if selection.short:
         warn(f"{selection.short} of {len(out_rows)} anchors have fewer than {config.num_negatives} negatives "
              f"(by count: {selection.shortfall()}); they are kept as they are, never padded")
-
     counts = np.array([len(r["hard_negatives"]) for r in out_rows])
-    retrieved.seconds["total"] = time.perf_counter() - started
     stats = {
         "method": config.method,
         "anchors": len(out_rows),
-        "corpus_size": len(corpus),
-        "extra_corpus_texts": extra_count,
-        "retrieval_depth": k,
+        "corpus_size": len(prep.corpus),
+        "extra_corpus_texts": prep.extra_count,
+        "retrieval_depth": prep.depth,
         "negatives": int(counts.sum()),
         "negatives_per_anchor": float(counts.mean()),
         "short_of_negatives": selection.short,
         "share_short_of_negatives": selection.short / len(out_rows),
         "shortfall": selection.shortfall(),
         "dropped": selection.dropped,
-        "merged_previous": merged,
+        "merged_previous": chosen.merged,
         "overlap_with_previous": overlap.get("share_already_negative") if overlap else None,
         "encoded_texts": encoder.encoded if encoder is not None else 0,
         "cache_hits": encoder.cache_hits if encoder is not None else 0,
@@ -492,6 +509,24 @@ def mine(config: MineConfig, inp: MineInput, workdir: Path, cache_root: Path | N
     headline = {"method": config.method, "anchors": len(out_rows), "neg/anchor": round(float(counts.mean()), 2),
                 "short": f"{100 * selection.short / len(out_rows):.1f}%", "pos@1": round(rank["at_1"], 3)}
     return StageResult(stats=stats, metrics=metrics, headline=headline)
+
+
+def mine(config: MineConfig, inp: MineInput, workdir: Path, cache_root: Path | None,
+         encoder: Any = None) -> StageResult:
+    """Mine negatives for the train rows: prepare -> retrieve -> select -> write pairs -> report."""
+    started = time.perf_counter()
+    prep = prepare(config, inp)
+    info(f"mining {config.method} negatives for {len(prep.anchors)} anchors among {len(prep.corpus)} candidate texts")
+    if config.dense and encoder is None:
+        encoder = make_encoder(config, cache_root)
+    debug(f"input read: peak RSS {_peak_mb():.0f} MB")
+    retrieved = retrieve(config, prep.anchors, prep.corpus, prep.positives, prep.depth, encoder)
+    took = ", ".join(f"{name} {sec:.1f}s" for name, sec in retrieved.seconds.items())
+    debug(f"retrieved top {prep.depth} per anchor ({took}): peak RSS {_peak_mb():.0f} MB")
+    chosen = select(config, inp, prep, retrieved)
+    out_rows, exports = write_pairs(config, inp, prep, retrieved, chosen, workdir)
+    retrieved.seconds["total"] = time.perf_counter() - started
+    return write_report(config, inp, prep, retrieved, chosen, out_rows, exports, encoder, workdir)
 
 
 def fingerprint_extra(config: MineConfig) -> dict[str, Any]:

@@ -23,6 +23,7 @@ import typer
 from typer.core import TyperCommand, TyperGroup
 
 from pipe_embed.pipeline.cli.options import SHARED_PANEL, option_parameter, with_signature
+from pipe_embed.pipeline.core.config import register_config
 from pipe_embed.pipeline.core.console import error, info, set_verbosity
 from pipe_embed.pipeline.core.errors import PipeError
 from pipe_embed.pipeline.core.store import RunOutcome, Store
@@ -211,11 +212,15 @@ def command(name: str, help_text: str) -> Callable[[F], F]:
 
 
 def stage_command(name: str, help_text: str, params: Sequence[Any],
-                  body: Callable[[Shared, dict[str, Any]], None]) -> None:
+                  body: Callable[[Shared, dict[str, Any]], None], configs: dict[str, type] | None = None) -> None:
     """Register a generated stage command: its own parameters, then the shared ones.
 
     `body(shared, values)` gets the shared options and the command's values (None = flag not given).
+    `configs` ({table: config class}) are registered so that a config-file key put under the wrong
+    table can say which stage it belongs to.
     """
+    for section, cls in (configs or {}).items():
+        register_config(section, cls)
 
     def run(values: dict[str, Any]) -> None:
         shared = read_shared(values)

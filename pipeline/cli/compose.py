@@ -26,4 +26,4 @@ stage_command(
                       help="Input table (CSV, TSV, JSONL, Parquet); repeat for several."),
      option_parameter("from_ref", str | None, None, "--from", metavar="REF", help="A crawl artifact, e.g. crawl@latest."),
      *config_parameters(ComposeConfig)],
-    compose)
+    compose, configs={"compose": ComposeConfig})

@@ -24,4 +24,4 @@ def crawl(shared: Shared, values: dict[str, Any]) -> None:
 
 
 stage_command("crawl", "Fetch glossary pages (Wikipedia glossaries, URLs, saved HTML, WordNet) into a crawl artifact.",
-              config_parameters(CrawlConfig), crawl)
+              config_parameters(CrawlConfig), crawl, configs={"crawl": CrawlConfig})

@@ -73,10 +73,10 @@ stage_command(
      *config_parameters(IterateConfig),
      *config_parameters(MineConfig, only=MINE_FLAGS, prefix="mine__", panel="Mining (each round)"),
      *config_parameters(TrainConfig, only=TRAIN_FLAGS, prefix="train__", panel="Training (each round)")],
-    iterate)
+    iterate, configs={"iterate": IterateConfig})
 
 stage_command(
     "report", "Write an HTML report with plots of an iterate run (default iterate@latest).",
     [argument_parameter("ref", str, "iterate@latest", help="An iterate artifact."),
      *config_parameters(ReportConfig)],
-    report_cmd)
+    report_cmd, configs={"report": ReportConfig})

@@ -36,4 +36,4 @@ stage_command(
      *config_parameters(MineConfig),
      option_parameter("shard", int | None, None, "--shard", help="Only encode shard i into the cache (no artifact)."),
      option_parameter("num_shards", int | None, None, "--num-shards", help="Number of encoding shards.")],
-    mine)
+    mine, configs={"mine": MineConfig})

@@ -36,9 +36,9 @@ def ls(
     Console(width=max(120, Console().width)).print(table)
 
 
-@command("show", "Print one artifact's manifest (REF: stage@latest, stage@<version prefix>, or a path).")
+@command("show", "Print one artifact's manifest (REF: stage@latest, stage@<version prefix>, or its directory).")
 def show(
-    ref: Annotated[str, typer.Argument(help="stage@latest, stage@<prefix>, or a directory.")],
+    ref: Annotated[str, typer.Argument(help="stage@latest, stage@<prefix>, or an artifact directory inside the data dir.")],
     data_dir: DataDir = Path("data"),
     path: Annotated[bool, typer.Option("--path", help="Print only the artifact's directory.")] = False,
 ) -> None:

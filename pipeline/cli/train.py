@@ -37,7 +37,7 @@ stage_command(
     [option_parameter("from_ref", str | None, None, "--from", metavar="REF", shown_default="mine@latest, else compose@latest",
                       help="Data artifact, or a pairs file (CSV/TSV/JSONL/Parquet: composed first)."),
      *config_parameters(TrainConfig)],
-    train)
+    train, configs={"train": TrainConfig})
 
 stage_command(
     "eval", "Score term -> definition retrieval (recall@k, MRR@10, NDCG@10) on a held-out split.",
@@ -47,4 +47,4 @@ stage_command(
                       help="Data artifact with the split (default: the train artifact's)."),
      option_parameter("compare", bool, False, "--compare", help="Put the base model and the trained one side by side."),
      *config_parameters(EvalConfig)],
-    evaluate)
+    evaluate, configs={"eval": EvalConfig})

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -51,8 +52,8 @@ def warn(message: str) -> None:
 
 
 def error(message: str) -> None:
-    """An error line, always shown."""
-    console.print(f"[bold red]error:[/bold red] {message}", soft_wrap=True)
+    """An error line, always shown (the message is plain text: brackets in it are printed as they are)."""
+    console.print(f"[bold red]error:[/bold red] {escape(message)}", soft_wrap=True)
 
 
 def _make_progress() -> Progress:

@@ -7,7 +7,12 @@ from pathlib import Path
 import pytest
 from pipe_embed.pipeline.core.console import set_verbosity
 from pipe_embed.pipeline.core.store import Store
-from pipe_embed.training.checks import MIN_STEPS, WeightSnapshot, plan_steps, plan_warning
+from pipe_embed.training.checks import (
+    MIN_STEPS,
+    WeightSnapshot,
+    plan_steps,
+    plan_warning,
+)
 from pipe_embed.training.config import TrainConfig
 from pipe_embed.training.train import MODEL_DIR, run_train
 
