@@ -120,3 +120,85 @@ def test_compose_needs_an_input(tmp_path: Path):
 def test_show_unknown_ref(tmp_path: Path):
     result = invoke("show", "mine@latest", "--data-dir", str(tmp_path))
     assert result.exit_code == 2 and "no 'mine' artifact" in result.stderr
+
+
+# -- the CLI generated from the configs -------------------------------------------------------------
+
+def test_every_config_field_is_a_flag_with_its_doc_and_default():
+    import dataclasses
+
+    from pipe_embed.mining.stage import MineConfig
+    from pipe_embed.pipeline.cli.options import flag_name
+    from pipe_embed.training.config import TrainConfig
+
+    for command, cls in (("mine", MineConfig), ("train", TrainConfig)):
+        text = invoke(command, "--help", env={"COLUMNS": "400"}).stdout
+        for field in dataclasses.fields(cls):
+            decl = field.metadata.get("flag") or flag_name(field.name)
+            assert decl.split("/")[0] in text, f"{command}: no flag for {field.name}"
+    text = invoke("mine", "--help", env={"COLUMNS": "400"}).stdout
+    assert "Hard negatives per anchor" in text and "[default: 3]" in text  # doc and default of num_negatives
+    assert "<bool>" not in text and "BOOLEAN" not in text  # switches take no value
+
+
+def test_a_new_config_field_becomes_a_flag():
+    from dataclasses import dataclass
+
+    from pipe_embed.pipeline.cli.options import config_parameters
+    from pipe_embed.pipeline.core.config import option
+
+    @dataclass
+    class Toy:
+        new_knob: float = option(0.5, "A knob added later.")
+        switch: bool = option(False, "A switch.", flag="--flip/--flop")
+
+    params = {p.name: p for p in config_parameters(Toy)}
+    knob = params["new_knob"].annotation.__metadata__[0]
+    assert knob.param_decls == ("--new-knob",) or knob.default == "--new-knob"
+    assert "A knob added later." in knob.help and "0.5" in knob.help
+    switch = params["switch"].annotation.__metadata__[0]
+    assert "--flip/--flop" in (switch.param_decls or ()) or switch.default == "--flip/--flop"
+
+
+def test_shared_options_before_the_command(tmp_path: Path, glossary: Path):
+    data = tmp_path / "before"
+    result = invoke("--data-dir", str(data), "-q", "compose", "--input", str(glossary))
+    assert result.exit_code == 0, result.output
+    assert (data / "compose").is_dir() and result.stderr == ""
+
+
+def test_unknown_flag_is_one_line(tmp_path: Path):
+    result = invoke("mine", "--no-such-flag", "--data-dir", str(tmp_path))
+    assert result.exit_code == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "--no-such-flag" in lines[0] and "pipe mine --help" in lines[0]
+
+
+def test_a_pairs_file_where_an_artifact_is_expected_is_composed_first(tmp_path: Path):
+    flag = tmp_path / "flag.jsonl"
+    rows = [{"query": f"term {i}", "pos": [f"definition number {i} of the glossary, long enough"]} for i in range(12)]
+    flag.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    data = str(tmp_path / "data")
+    result = invoke("mine", "--method", "bm25", "--from", str(flag), "--data-dir", data)
+    assert result.exit_code == 0, result.output
+    assert "is a pairs file, not an artifact: composed it into compose@" in result.stderr
+    mine = json.loads(invoke("show", "mine@latest", "--data-dir", data).stdout)
+    assert mine["inputs"][0]["stage"] == "compose"
+
+
+def test_an_unexpected_error_is_one_line_with_the_log_path(tmp_path: Path, glossary: Path,
+                                                           monkeypatch: pytest.MonkeyPatch):
+    from pipe_embed.pipeline.compose import stage
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("something inside broke")
+
+    monkeypatch.setattr(stage, "group_rows", broken)
+    result = invoke("compose", "--input", str(glossary), "--data-dir", str(tmp_path / "d"),
+                    env={"PIPE_LOG_DIR": str(tmp_path / "logs")})
+    assert result.exit_code == 1
+    lines = [line for line in result.stderr.splitlines() if line.strip() and "composing" not in line]
+    assert len(lines) == 1 and "unexpected RuntimeError: something inside broke" in lines[0]
+    log = Path(lines[0].split("the traceback is in ")[1].split(";")[0])
+    assert log.is_file() and "Traceback" in log.read_text() and "something inside broke" in log.read_text()
+    assert "Traceback" not in result.stderr
