@@ -203,6 +203,8 @@ def main() -> None:
                         help="a pipe variant: TOML with [compose] [mine] [train] [iterate] [eval] [bench] tables")
     parser.add_argument("--no-default-pipe", action="store_true", help="run only the --pipe-config variants")
     parser.add_argument("--quick", action="store_true", help=f"debug: {QUICK_TERMS} random terms per glossary")
+    parser.add_argument("--cached-only", action="store_true",
+                        help="compute nothing: summarise the runs already in the runs file (missing ones skipped)")
     parser.add_argument("--fresh", action="store_true", help="recompute runs found in the runs file")
     parser.add_argument("--threads", type=int, default=0,
                         help="torch threads (0 = torch's default; 1 avoids thrashing on a crowded machine)")
@@ -238,6 +240,8 @@ def main() -> None:
                 key = run_key(glossary, seed, recipe, variant, args.quick)
                 if key in cache and not args.fresh:
                     record = cache[key]
+                elif args.cached_only:
+                    continue
                 else:
                     record = {"key": key, **run_one(glossary, seed, recipe, variant)}
                     with open(args.runs, "a", encoding="utf-8") as fh:
@@ -254,6 +258,8 @@ def main() -> None:
         summary[glossary.name] = {}
         for recipe, _ in named:
             mine = [r for r in records if r["recipe"] == recipe]
+            if not mine:
+                continue
             entry = {metric: summarize([r["metrics"][metric] for r in mine]) for metric in METRICS}
             entry["wall_s"] = summarize([r["wall_s"] for r in mine])
             summary[glossary.name][recipe] = entry

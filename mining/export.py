@@ -1,23 +1,33 @@
-"""Exports of mined pairs for other trainers: FlagEmbedding, sentence-transformers n-tuple/triplet.
+"""Exports of mined pairs for other tools: FlagEmbedding, sentence-transformers, LexDPR, HF datasets.
 
 - `flag`: FlagEmbedding fine-tuning JSONL, `{"query", "pos": [...], "neg": [...]}`; anchors without
   any negative are left out (FlagEmbedding cannot sample from an empty list).
 - `st-ntuple`: `{"anchor", "positive", "negative_1" … "negative_n"}`; the columns must be the same
   in every row, so only anchors with all n negatives are written (the rest are counted).
 - `st-triplet`: one `{"anchor", "positive", "negative"}` row per mined negative.
+- `lexdpr`: LexDPR's id-based form, `lexdpr/queries.jsonl` of `{"query_id", "query_text",
+  "positive_passages": [ids], "hard_negatives": [ids]}` and `lexdpr/corpus.jsonl` of `{"id", "text"}`
+  (the whole candidate corpus); the ids are the pairs rows' own, so a user's ids come back unchanged.
+- `hf`: a Hugging Face `datasets` DatasetDict (`train`: the pairs rows) written by `save_to_disk`, with
+  explicit column types, for `datasets.load_from_disk`.
 The canonical `pairs.jsonl` keeps every anchor whatever the export leaves out.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from pipe_embed.pipeline.core.pairs import write_jsonl
+from pipe_embed.pipeline.core.pairs import doc_id, write_jsonl
 
-FORMATS = ("flag", "st-ntuple", "st-triplet")
-FILE_NAMES = {"flag": "flag.jsonl", "st-ntuple": "st-ntuple.jsonl", "st-triplet": "st-triplet.jsonl"}
+FORMATS = ("flag", "st-ntuple", "st-triplet", "lexdpr", "hf")
+FILE_NAMES = {"flag": "flag.jsonl", "st-ntuple": "st-ntuple.jsonl", "st-triplet": "st-triplet.jsonl",
+              "lexdpr": "lexdpr", "hf": "hf"}  # the last two are directories
+STRING_LISTS = ("positives", "positive_ids", "hard_negatives", "negative_ids")
+FLOAT_LISTS = ("negative_scores",)
+FLOATS = ("positive_score",)
 
 
 def flag_rows(rows: Sequence[dict[str, Any]]) -> Iterator[dict[str, Any]]:
@@ -45,9 +55,99 @@ def triplet_rows(rows: Sequence[dict[str, Any]]) -> Iterator[dict[str, Any]]:
             yield {"anchor": row["anchor"], "positive": row["positive"], "negative": negative}
 
 
-def export(rows: Sequence[dict[str, Any]], formats: Sequence[str], directory: Path,
-           num_negatives: int) -> dict[str, dict[str, int]]:
-    """Write each requested format into directory; returns rows written and anchors left out."""
+def lexdpr_queries(rows: Sequence[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """LexDPR query rows: the query and its positives and negatives as corpus ids."""
+    for row in rows:
+        negatives = row.get("hard_negatives") or []
+        yield {"query_id": row.get("query_id") or row["id"], "query_text": row["anchor"],
+               "positive_passages": list(row.get("positive_ids") or [doc_id(p) for p in row["positives"]]),
+               "hard_negatives": list(row.get("negative_ids") or [doc_id(n) for n in negatives])}
+
+
+def lexdpr_corpus(rows: Sequence[dict[str, Any]],
+                  corpus: tuple[Sequence[str], Sequence[str]] | None = None) -> list[dict[str, str]]:
+    """`{"id", "text"}` of the candidate corpus (when given) and of every id the rows refer to."""
+    documents: dict[str, str] = dict(zip(*corpus)) if corpus is not None else {}
+    for row in rows:
+        positives = row.get("positives") or [row["positive"]]
+        negatives = row.get("hard_negatives") or []
+        for ids, texts in ((row.get("positive_ids") or [doc_id(p) for p in positives], positives),
+                           (row.get("negative_ids") or [doc_id(n) for n in negatives], negatives)):
+            for ident, text in zip(ids, texts):
+                documents.setdefault(ident, text)
+    return [{"id": ident, "text": text} for ident, text in documents.items()]
+
+
+def write_lexdpr(rows: Sequence[dict[str, Any]], directory: Path,
+                 corpus: tuple[Sequence[str], Sequence[str]] | None = None) -> dict[str, int]:
+    """queries.jsonl and corpus.jsonl in `directory` (LexDPR's layout)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    written = write_jsonl(directory / "queries.jsonl", lexdpr_queries(rows))
+    documents = write_jsonl(directory / "corpus.jsonl", lexdpr_corpus(rows, corpus))
+    return {"rows": written, "anchors_left_out": 0, "documents": documents}
+
+
+def _feature(name: str, values: list[Any]) -> tuple[Any, Any]:
+    """The datasets type of one column, and a converter for values of no single JSON type."""
+    import datasets
+
+    present = [v for v in values if v is not None]
+    if name in STRING_LISTS:
+        return datasets.Sequence(datasets.Value("string")), None
+    if name in FLOAT_LISTS:
+        return datasets.Sequence(datasets.Value("float64")), None
+    if name in FLOATS:
+        return datasets.Value("float64"), None
+    if present and all(isinstance(v, dict) for v in present):
+        keys = list(dict.fromkeys(k for v in present for k in v))
+        if all(isinstance(x, str) or x is None for v in present for x in v.values()):
+            return {k: datasets.Value("string") for k in keys}, lambda v: None if v is None else {k: v.get(k) for k in keys}
+    elif all(isinstance(v, str) for v in present):
+        return datasets.Value("string"), None
+    elif all(isinstance(v, bool) for v in present):
+        return datasets.Value("bool"), None
+    elif all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present):
+        kind = "int64" if all(isinstance(v, int) for v in present) else "float64"
+        return datasets.Value(kind), None
+    elif all(isinstance(v, list) and all(isinstance(x, str) for x in v) for v in present):
+        return datasets.Sequence(datasets.Value("string")), None
+    return datasets.Value("string"), lambda v: None if v is None else json.dumps(v, ensure_ascii=False)
+
+
+def to_hf_dataset(rows: Sequence[dict[str, Any]]) -> Any:
+    """A `datasets.Dataset` of pairs rows with explicit types: every row the same columns (None where
+    absent), lists of texts typed as such even when empty, anything of mixed type as JSON text."""
+    import datasets
+
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    features, data = {}, {}
+    for name in columns:
+        values = [row.get(name) for row in rows]
+        features[name], convert = _feature(name, values)
+        data[name] = [convert(v) for v in values] if convert else values
+    return datasets.Dataset.from_dict(data, features=datasets.Features(features))
+
+
+def write_hf(rows: Sequence[dict[str, Any]], directory: Path) -> dict[str, int]:
+    """A DatasetDict (`train`) saved with `save_to_disk`: `datasets.load_from_disk(directory)`."""
+    import datasets
+
+    shown = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()  # pipe shows its own progress
+    try:
+        datasets.DatasetDict({"train": to_hf_dataset(rows)}).save_to_disk(str(directory))
+    finally:
+        if shown:
+            datasets.enable_progress_bars()
+    return {"rows": len(rows), "anchors_left_out": 0}
+
+
+def export(rows: Sequence[dict[str, Any]], formats: Sequence[str], directory: Path, num_negatives: int,
+           corpus: tuple[Sequence[str], Sequence[str]] | None = None) -> dict[str, dict[str, int]]:
+    """Write each requested format into directory; returns rows written and anchors left out.
+
+    `corpus` (ids, texts) is the candidate corpus, written whole by the `lexdpr` export.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     report: dict[str, dict[str, int]] = {}
     for fmt in formats:
@@ -61,6 +161,12 @@ def export(rows: Sequence[dict[str, Any]], formats: Sequence[str], directory: Pa
         elif fmt == "st-triplet":
             written = write_jsonl(path, triplet_rows(rows))
             left_out = sum(1 for r in rows if not r.get("hard_negatives"))
+        elif fmt == "lexdpr":
+            report[fmt] = write_lexdpr(rows, path, corpus)
+            continue
+        elif fmt == "hf":
+            report[fmt] = write_hf(rows, path)
+            continue
         else:
             raise ValueError(f"unknown export format {fmt!r}")
         report[fmt] = {"rows": written, "anchors_left_out": left_out}

@@ -92,7 +92,7 @@ class MineConfig:
     stopwords: str | None = option("english", "BM25: stopword list (a language name, or none).")
     stemmer: str | None = option("english", "BM25: PyStemmer language (or none).")
     corpus: str | None = option(None, "Extra candidate texts: a JSONL file of {text[, id]} or a text file with one per line.")
-    formats: list[str] = option([], "Exports besides pairs.jsonl: flag, st-ntuple, st-triplet.", flag="--format")
+    formats: list[str] = option([], "Exports besides pairs.jsonl: flag, st-ntuple, st-triplet, lexdpr (queries + corpus JSONL with ids), hf (datasets save_to_disk).", flag="--format")
     batch_size: int = option(64, "Encoding batch size (not part of the version: it does not change the vectors).",
                              versioned=False)
     backend: Literal["torch", "onnx"] = option("torch", "Encoding backend (onnx needs the onnx extra).")
@@ -103,6 +103,7 @@ class MineConfig:
                                     versioned=False)
     diagnostics_depth: int = option(100, "Retrieve at least this deep, to report the positive's rank within 100.")
     merge_previous: bool = option(False, "Re-mining: also keep the previous round's negatives that pass this round's filters.")
+    same_group: str | None = option(None, "Draw negatives only from texts of the anchor's group: a column compose carried (section, page, a --group-cols column) or source; the method's scores rank them.")
 
     def validate(self) -> None:
         """Check ranges and names; raises ConfigError naming the field."""
@@ -378,6 +379,7 @@ class Prepared:
     exclusions: Any
     depth: int
     anchors: list[str]
+    groups: Any = None  # same_group: group codes of texts and anchors (pipe_embed.mining.groups)
 
 
 @dataclasses.dataclass
@@ -395,13 +397,18 @@ def prepare(config: MineConfig, inp: MineInput) -> Prepared:
     corpus = build_corpus(inp.corpus_rows, extra)
     extra_count = len(extra)
     del extra
-    inp.corpus_rows = []  # consumed: free it before the large arrays arrive
     positives = positive_indices(inp.rows, corpus)
+    groups = None
+    if config.same_group:
+        from pipe_embed.mining.groups import build_groups
+
+        groups = build_groups(config.same_group, inp.corpus_rows, corpus, inp.rows, positives, inp.compose.ref)
+    inp.corpus_rows = []  # consumed: free it before the large arrays arrive
     _check_sizes(config, inp, corpus)
     exclusions = build_exclusions(inp.rows, corpus, positives, inp.definitions)
     depth = _retrieval_depth(config, exclusions.max_count(), len(corpus))
     return Prepared(corpus=corpus, extra_count=extra_count, positives=positives, exclusions=exclusions,
-                    depth=depth, anchors=[r["anchor"] for r in inp.rows])
+                    depth=depth, anchors=[r["anchor"] for r in inp.rows], groups=groups)
 
 
 def select(config: MineConfig, inp: MineInput, prep: Prepared, retrieved: Retrieved) -> Chosen:
@@ -448,7 +455,8 @@ def write_pairs(config: MineConfig, inp: MineInput, prep: Prepared, retrieved: R
         new["positive_score"] = round(float(retrieved.positive_scores[q]), 6)
         out_rows.append(new)
     write_jsonl(workdir / pairs_file("train"), out_rows)
-    exports = export(out_rows, config.formats, workdir / EXPORT_DIR, config.num_negatives) if config.formats else {}
+    exports = export(out_rows, config.formats, workdir / EXPORT_DIR, config.num_negatives,
+                     corpus=(prep.corpus.ids, prep.corpus.texts)) if config.formats else {}
     for fmt, counts in exports.items():
         if counts["anchors_left_out"]:
             warn(f"export {fmt}: {counts['anchors_left_out']} anchors left out (too few negatives for that format); "
@@ -497,6 +505,7 @@ def write_report(config: MineConfig, inp: MineInput, prep: Prepared, retrieved: 
         "shortfall": selection.shortfall(),
         "dropped": selection.dropped,
         "merged_previous": chosen.merged,
+        **({"same_group": prep.groups.stats()} if prep.groups is not None else {}),
         "overlap_with_previous": overlap.get("share_already_negative") if overlap else None,
         "encoded_texts": encoder.encoded if encoder is not None else 0,
         "cache_hits": encoder.cache_hits if encoder is not None else 0,
@@ -521,6 +530,12 @@ def mine(config: MineConfig, inp: MineInput, workdir: Path, cache_root: Path | N
         encoder = make_encoder(config, cache_root)
     debug(f"input read: peak RSS {_peak_mb():.0f} MB")
     retrieved = retrieve(config, prep.anchors, prep.corpus, prep.positives, prep.depth, encoder)
+    if prep.groups is not None:  # --same-group: the candidates are the anchor's group, ranked by the method
+        from pipe_embed.mining.groups import same_group_candidates, scorer_for
+
+        scorer = scorer_for(config.method, query_vectors=retrieved.query_vectors, corpus_vectors=retrieved.corpus_vectors,
+                            bm25=retrieved.bm25, query_tokens=retrieved.query_tokens, rrf_k=config.rrf_k)
+        retrieved.cands = same_group_candidates(prep.groups, prep.depth, scorer)
     took = ", ".join(f"{name} {sec:.1f}s" for name, sec in retrieved.seconds.items())
     debug(f"retrieved top {prep.depth} per anchor ({took}): peak RSS {_peak_mb():.0f} MB")
     chosen = select(config, inp, prep, retrieved)

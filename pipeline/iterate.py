@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pipe_embed.pipeline.core.config import option, versioned_dict
 from pipe_embed.pipeline.core.console import info
 from pipe_embed.pipeline.core.errors import ConfigError, PipeError
-from pipe_embed.pipeline.core.models import DEFAULT_MODEL, MODEL_DIR, model_fingerprint, resolve_model_ref
+from pipe_embed.pipeline.core.models import DEFAULT_MODEL, MODEL_DIR, model_fingerprint
 from pipe_embed.pipeline.core.store import Artifact, RunOutcome, StageResult, Store
 
 STAGE = "iterate"
@@ -108,7 +108,7 @@ def iterate_rounds(store: Store, compose: Artifact, config: IterateConfig, mine_
         info(f"[bold]round {number}[/bold]: mine ({miner}{', round ' + str(number - 1) + ' model' if number > 1 else ''})")
         mine = run_mine(store, mcfg, source).artifact
         start_from = previous_model if (config.continue_training and number > 1) else base_model
-        tcfg = dataclasses.replace(train_config, model=resolve_model_ref(store, start_from))  # TODO(ref)
+        tcfg = dataclasses.replace(train_config, model=start_from)
         info(f"[bold]round {number}[/bold]: train from {'round ' + str(number - 1) if start_from != base_model else 'the base model'}")
         train = run_train(store, tcfg, mine).artifact
         trained = train.ref  # a ref, not a path: later rounds' versions must not depend on --data-dir

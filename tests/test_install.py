@@ -24,7 +24,9 @@ else:  # pragma: no cover
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE_FOLDERS = ("pipeline", "crawlers", "mining", "training")
-OWN = {"pipe_embed", "tests", "benchmarks", "tiny_model"}
+# Our own modules: the package, and the scripts beside the tests and benchmarks (imported by path).
+OWN = {"pipe_embed", "tests", "benchmarks"} | {
+    p.stem for folder in ("tests", "benchmarks") for p in (ROOT / folder).rglob("*.py")}
 # Optional packages that are not installed here, by import name -> distribution name.
 NOT_INSTALLED = {"bitsandbytes": "bitsandbytes", "onnxruntime": "onnxruntime", "optimum": "optimum",
                  "openvino": "openvino", "wandb": "wandb", "mlflow": "mlflow", "ray": "ray",

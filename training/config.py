@@ -73,18 +73,20 @@ class TrainConfig:
         "auto", "Mixed precision: auto (bf16/fp16 on CUDA, fp32 elsewhere), float32, float16, bfloat16.")
     grad_checkpointing: bool = option(False, "Recompute activations in backward (less memory, slower).")
     pad_to_multiple_of: int = option(0, "Pad token batches to a multiple of this (0 = off; 8 helps tensor cores).")
-    num_workers: int = option(0, "Data loader worker processes.")
+    num_workers: int = option(0, "Data loader worker processes (not part of the version).", versioned=False)
     seed: int = option(42, "Seed for model init, data order and negative padding.")
     eval_steps: int = option(50, "Evaluate on the dev split every N steps (0 = only at epoch end).")
     patience: int = option(3, "Stop after this many dev evaluations without improvement (0 = never).")
     metric: Literal["mrr@10", "ndcg@10", "recall@1", "recall@5", "recall@10"] = option(
         "mrr@10", "Dev metric that picks the best checkpoint and drives early stopping.")
     eval_base: bool = option(True, "Also score the base model on the dev split (for the card and iterate).")
-    keep_checkpoints: int = option(2, "Checkpoints kept while training (the best one is always kept).")
+    keep_checkpoints: int = option(2, "Checkpoints kept while training (the best one is always kept; not part of the version).",
+                                  versioned=False)
     trust_remote_code: bool = option(False, "Run model code shipped with the model (off unless you trust it).")
-    local_files_only: bool = option(False, "Never contact a model hub.")
+    local_files_only: bool = option(False, "Never contact a model hub (not part of the version).", versioned=False)
     pairs_path: str | None = option(None, "Train on this pairs file instead of an artifact (no dev split).")
-    export_dir: str | None = option(None, "Also copy the trained model here (not part of the version).")
+    export_dir: str | None = option(None, "Also copy the trained model here (not part of the version).",
+                                    versioned=False)
 
     def validate(self) -> None:
         """Reject values that cannot train, naming the field."""
@@ -127,7 +129,7 @@ class EvalConfig:
 
     split: Literal["test", "dev"] = option("test", "Held-out split whose anchors are the queries.")
     reverse: bool = option(False, "Also score the reverse direction (definition -> term).")
-    batch_size: int = option(64, "Texts per encoding batch.")
+    batch_size: int = option(64, "Texts per encoding batch (not part of the version).", versioned=False)
     query_prompt: str | None = option(None, "Query prefix (unset: the model's saved 'query' prompt).")
     passage_prompt: str | None = option(None, "Passage prefix (unset: the model's saved 'document' prompt).")
     device: str = option("auto", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pipe_embed.pipeline.core.config import as_dict
+from pipe_embed.pipeline.core.config import versioned_dict
 from pipe_embed.pipeline.core.console import info, progress_bar, warn
 from pipe_embed.pipeline.core.errors import PipeError
 from pipe_embed.pipeline.core.pairs import (
@@ -235,7 +235,7 @@ def _resolve_model_ref(store: Store, ref: str) -> tuple[str, Artifact | None]:
 def _base_model_of(artifact: Artifact | None) -> str | None:
     if artifact is None:
         return None
-    return artifact.config.get("model")
+    return artifact.config.get("model")  # an id, a path, or a train@… ref (iterate --continue)
 
 
 def run_eval(store: Store, config: EvalConfig, model_ref_or_path: str, data_ref: str | None,
@@ -247,6 +247,7 @@ def run_eval(store: Store, config: EvalConfig, model_ref_or_path: str, data_ref:
         pick_device,
         quiet_libraries,
         resolve_model,
+        resolve_model_ref,
     )
 
     model_path, train_artifact = _resolve_model_ref(store, model_ref_or_path)
@@ -262,6 +263,8 @@ def run_eval(store: Store, config: EvalConfig, model_ref_or_path: str, data_ref:
     if compare_base and base is None:
         raise PipeError(f"{model_ref_or_path}: --compare needs a train artifact (its manifest names the base model)",
                         hint="pass --model train@latest or a data/train/<version> directory")
+    if base:
+        base = resolve_model_ref(store, base)
     models = {"model": model_path, **({"base": base} if base else {})}
     extra = {"weights": {name: model_fingerprint(p) for name, p in models.items()}}
     inputs = [a for a in (train_artifact, data_artifact) if a is not None]
@@ -295,7 +298,7 @@ def run_eval(store: Store, config: EvalConfig, model_ref_or_path: str, data_ref:
                            stats={"queries": int(fwd["queries"]), "corpus": int(fwd["corpus"])})
 
     return store.run(stage=STAGE, format_version=FORMAT_VERSION,
-                     config={**as_dict(config), "compare_base": bool(base)},
+                     config={**versioned_dict(config), "compare_base": bool(base)},
                      inputs=inputs, build=build, extra=extra, force=force)
 
 

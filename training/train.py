@@ -14,11 +14,12 @@ import json
 import os
 import shutil
 from collections.abc import Sequence
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipe_embed.pipeline.core.config import as_dict
+from pipe_embed.pipeline.core.config import as_dict, versioned_dict
 from pipe_embed.pipeline.core.console import debug, info, warn
 from pipe_embed.pipeline.core.errors import ConfigError, PipeError
 from pipe_embed.pipeline.core.hashing import hash_file
@@ -28,6 +29,7 @@ from pipe_embed.pipeline.core.models import (
     pick_device,
     quiet_libraries,
     resolve_model,
+    resolve_model_ref,
 )
 from pipe_embed.pipeline.core.pairs import pairs_file, read_pairs
 from pipe_embed.pipeline.core.store import Artifact, RunOutcome, StageResult, Store
@@ -74,9 +76,6 @@ MODEL_DIR = "model"
 LOG_DIR = "logs"
 BASE_DEV_CACHE = "base_dev_metrics.json"
 # Config fields that do not change the trained model, kept out of the version.
-NOT_IN_VERSION = ("export_dir",)
-
-
 # -- device and precision --------------------------------------------------------------------------
 
 def mixed_precision(dtype: str, device: str) -> tuple[bool, bool]:
@@ -510,7 +509,7 @@ def write_report(config: TrainConfig, rows: TrainingRows, run: RunDir, trained: 
     (run.logs / "epochs.json").write_text(json.dumps(epochs, indent=2) + "\n", encoding="utf-8")
     (run.logs / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
     (run.work / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
-    write_model_card(run.work / MODEL_DIR, base_model=config.model, data_ref=data_ref, config=_versioned(config),
+    write_model_card(run.work / MODEL_DIR, base_model=config.model, data_ref=data_ref, config=versioned_dict(config),
                      metrics=metrics, data_stats=rows.stats)
     shutil.rmtree(run.checkpoints, ignore_errors=True)
     headline: dict[str, Any] = {"steps": state.global_step, "loss": round(output.training_loss, 4)}
@@ -566,12 +565,6 @@ def _checkpoint_step(path: str | None) -> int | None:
     except ValueError:
         return None
 
-
-def _versioned(config: TrainConfig) -> dict[str, Any]:
-    values = as_dict(config)
-    for key in NOT_IN_VERSION:
-        values.pop(key, None)
-    return values
 
 
 # -- the stage -------------------------------------------------------------------------------------
@@ -691,26 +684,40 @@ def export_model(artifact: Artifact, target: Path) -> None:
     info(f"copied the model to {target}")
 
 
+def with_model_paths(store: Store, config: TrainConfig) -> TrainConfig:
+    """The config with model refs (`train@<version>`) replaced by their model paths.
+
+    Iterate names the previous round's model by its ref; a ref and the path it resolves to train
+    the same weights, and the version keys on those weights' hash, not on either spelling.
+    """
+    return dataclasses.replace(
+        config, model=resolve_model_ref(store, config.model),
+        guide_model=resolve_model_ref(store, config.guide_model) if config.guide_model else config.guide_model)
+
+
 def run_train(store: Store, config: TrainConfig, data: str | Artifact | None = None, force: bool = False,
               callbacks: Sequence[Any] = (), verbose: bool = False) -> RunOutcome:
     """Train on a data artifact (default mine@latest, else compose@latest); a train artifact.
 
-    `config.model` may be a hub id, a local directory or a previous round's `data/train/<v>/model`.
-    The version covers the config, the data artifact and the base weights' hash, so the same run
-    is a cache hit and a killed run resumes in the same work directory.
+    `config.model` may be a hub id, a local directory or a train artifact's ref (`train@<version>`,
+    as iterate passes the previous round's model). The version covers the config as given, the data
+    artifact and the base weights' hash, so the same run is a cache hit and a killed run resumes in
+    the same work directory.
     """
     start_device(config)
-    source = resolve_data(store, config, data)
-    rows = training_rows(config, source)
+    loaded = with_model_paths(store, config)  # the manifest keeps the ref; the work loads the path
+    source = resolve_data(store, loaded, data)
+    rows = training_rows(loaded, source)
+    extra = version_extra(loaded, source)  # also fails on a model directory that is not there
 
     def build(work: Path) -> StageResult:
         report_rows(rows)
-        return train_in_dir(config, rows, source.dev, work, data_ref=source.source, callbacks=callbacks,
+        return train_in_dir(loaded, rows, source.dev, work, data_ref=source.source, callbacks=callbacks,
                             verbose=verbose)
 
-    outcome = store.run(stage=STAGE, format_version=FORMAT_VERSION, config=_versioned(config),
+    outcome = store.run(stage=STAGE, format_version=FORMAT_VERSION, config=config,
                         inputs=[source.artifact] if source.artifact is not None else [], build=build,
-                        extra=version_extra(config, source), force=force, resumable=True)
+                        extra=extra, force=force, resumable=True)
     if config.export_dir:
         export_model(outcome.artifact, Path(config.export_dir))
     return outcome

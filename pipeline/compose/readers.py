@@ -4,17 +4,22 @@ Columns are detected from well-known names (term/definition, anchor/positive, qu
 question/answer, lemma/gloss) or taken as two unnamed columns; a malformed row, or a value of the
 wrong type (a number or an object where text belongs), names file, line and column. A missing value
 (JSON null, an empty cell) is kept as "" so that compose drops the row and counts it.
+
+Id-based JSONL (LexDPR: `query_text`, `positive_passages` and `hard_negatives` as ids) is resolved
+against the corpus file (pipe_embed.pipeline.compose.corpus_file), keeping the ids on the row. Columns
+named in `group_cols` (section, page, …) ride along in `RawRow.group` for same-group negatives.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipe_embed.pipeline.compose.corpus_file import CorpusFile, group_value, id_list, id_value
 from pipe_embed.pipeline.core.errors import InputError
 from pipe_embed.pipeline.core.pairs import as_text, as_texts, iter_jsonl, not_utf8, require_file
 
@@ -28,6 +33,7 @@ KNOWN_COLUMNS: list[tuple[str, str]] = [
     ("word", "definition"),
 ]
 NEGATIVE_COLUMNS = ("neg", "negative", "negatives", "hard_negatives")
+ID_QUERY, ID_POSITIVES, ID_NEGATIVES = "query_text", "positive_passages", ("hard_negatives", "negative_passages")
 SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl",
             ".parquet": "parquet", ".pq": "parquet"}
 
@@ -52,6 +58,10 @@ class RawRow:
     source: str = ""
     path: str = ""
     line: int = 0
+    positive_ids: list[str] | None = None  # the user's document ids (id-based input), parallel to positives
+    negative_ids: list[str] | None = None
+    query_id: str | None = None
+    group: dict[str, str] = field(default_factory=dict)  # carried columns (group_cols) of this row
 
 
 def expected_names() -> str:
@@ -121,17 +131,57 @@ def _source(value: Any, default: str, path: Path, line: int) -> str:
 
 
 def read_rows(path: str | Path, anchor_col: str | None = None, positive_col: str | None = None,
-              source: str | None = None) -> Iterator[RawRow]:
-    """Yield the raw rows of one input file; malformed rows and wrong types raise InputError with file:line."""
+              source: str | None = None, *, group_cols: Sequence[str] = (),
+              corpus: CorpusFile | None = None) -> Iterator[RawRow]:
+    """Yield the raw rows of one input file; malformed rows and wrong types raise InputError with file:line.
+
+    `group_cols` present in the file are carried in `RawRow.group`; `corpus` resolves id-based rows.
+    """
     path = require_file(path)
     fmt = file_format(path)
     src = source or path.name
     if fmt in ("csv", "tsv"):
-        yield from _read_delimited(path, "\t" if fmt == "tsv" else ",", anchor_col, positive_col, src)
+        yield from _read_delimited(path, "\t" if fmt == "tsv" else ",", anchor_col, positive_col, src, group_cols)
     elif fmt == "jsonl":
-        yield from _read_jsonl(path, anchor_col, positive_col, src)
+        yield from _read_jsonl(path, anchor_col, positive_col, src, group_cols, corpus)
     else:
-        yield from _read_parquet(path, anchor_col, positive_col, src)
+        yield from _read_parquet(path, anchor_col, positive_col, src, group_cols)
+
+
+def _group_columns(columns: Sequence[str], group_cols: Sequence[str]) -> dict[str, str]:
+    """Carried column name -> the header's spelling of it (matched case-insensitively)."""
+    lowered = {str(c).strip().lower(): c for c in columns}
+    return {g: lowered[g.lower()] for g in group_cols if g.lower() in lowered}
+
+
+def is_id_based(obj: dict[str, Any]) -> bool:
+    """A LexDPR-style row: the query as `query_text`, the positives as corpus ids."""
+    return ID_QUERY in obj or ID_POSITIVES in obj
+
+
+def _id_row(obj: dict[str, Any], path: Path, number: int, src: str, group_cols: Sequence[str],
+            corpus: CorpusFile | None) -> RawRow:
+    """One id-based row, its ids resolved to the corpus file's texts (an unknown id names file:line)."""
+    if corpus is None:
+        raise InputError(path, f"id-based rows ('{ID_QUERY}', '{ID_POSITIVES}' as ids) need the corpus file "
+                         "their ids refer to", line=number,
+                         hint='pass --corpus-file corpus.jsonl (one {"id": ..., "text": ...} per line)')
+    if ID_QUERY not in obj:
+        raise InputError(path, f"row has no '{ID_QUERY}' field (fields: {', '.join(obj)})", line=number,
+                         hint=f"an id-based file has '{ID_QUERY}' and '{ID_POSITIVES}' on every row")
+    anchor = as_text(obj[ID_QUERY], path, number, ID_QUERY)
+    positive_ids = id_list(obj.get(ID_POSITIVES), path, number, ID_POSITIVES)
+    neg_col = next((c for c in ID_NEGATIVES if obj.get(c) is not None), ID_NEGATIVES[0])
+    negative_ids = id_list(obj.get(neg_col), path, number, neg_col)
+    positives = [corpus.lookup(i, path, number, ID_POSITIVES) for i in positive_ids]
+    negatives = [corpus.lookup(i, path, number, neg_col) for i in negative_ids]
+    query_id = id_value(obj["query_id"], path, number, "query_id") if obj.get("query_id") is not None else None
+    keys = list(dict.fromkeys([*(c for c in group_cols if c in obj), *corpus.group_keys]))
+    own = {c: group_value(obj[c], path, number, c) for c in group_cols if c in obj}
+    first = corpus.groups.get(positive_ids[0], {}) if positive_ids else {}
+    group = {k: own.get(k) or first.get(k, "") for k in keys}  # else the first positive's group
+    return RawRow(anchor, positives, negatives, _source(obj.get("source"), src, path, number), str(path), number,
+                  positive_ids=positive_ids, negative_ids=negative_ids, query_id=query_id, group=group)
 
 
 def _csv_error(path: Path, delimiter: str, exc: csv.Error, start: int, end: int) -> InputError:
@@ -145,7 +195,7 @@ def _csv_error(path: Path, delimiter: str, exc: csv.Error, start: int, end: int)
 
 
 def _read_delimited(path: Path, delimiter: str, anchor_col: str | None, positive_col: str | None,
-                    src: str) -> Iterator[RawRow]:
+                    src: str, group_cols: Sequence[str] = ()) -> Iterator[RawRow]:
     try:
         fh = open(path, newline="", encoding="utf-8-sig")
     except OSError as exc:
@@ -164,6 +214,7 @@ def _read_delimited(path: Path, delimiter: str, anchor_col: str | None, positive
                 yield RawRow(header[0], [header[1]], [], src, str(path), 1)
                 index = {header[0]: 0, header[1]: 1}
             has_source = "source" in index
+            carried = {g: index[c] for g, c in _group_columns(list(index), group_cols).items()}
             while True:
                 start = reader.line_num + 1
                 record = next(reader, None)
@@ -181,7 +232,7 @@ def _read_delimited(path: Path, delimiter: str, anchor_col: str | None, positive
                              if cols.negative else [])
                 yield RawRow(record[index[cols.anchor]], [record[index[cols.positive]]], negatives,
                              record[index["source"]] if has_source and record[index["source"]] else src,
-                             str(path), start)
+                             str(path), start, group={g: record[i].strip() for g, i in carried.items()})
         except csv.Error as exc:
             raise _csv_error(path, delimiter, exc, start, reader.line_num) from None
         except UnicodeDecodeError:
@@ -189,9 +240,15 @@ def _read_delimited(path: Path, delimiter: str, anchor_col: str | None, positive
 
 
 def _read_jsonl(path: Path, anchor_col: str | None, positive_col: str | None,
-                src: str) -> Iterator[RawRow]:
+                src: str, group_cols: Sequence[str] = (), corpus: CorpusFile | None = None) -> Iterator[RawRow]:
     cols: ColumnMap | None = None
+    id_based: bool | None = None
     for number, obj in iter_jsonl(path):
+        if id_based is None:
+            id_based = not (anchor_col or positive_col) and is_id_based(obj)
+        if id_based:
+            yield _id_row(obj, path, number, src, group_cols, corpus)
+            continue
         if cols is None:
             cols = detect_columns(list(obj), path, anchor_col, positive_col)
             if cols.headerless:
@@ -205,14 +262,15 @@ def _read_jsonl(path: Path, anchor_col: str | None, positive_col: str | None,
         negative = cols.negative or next((n for n in NEGATIVE_COLUMNS if n in obj
                                           and n not in (cols.anchor, cols.positive)), None)  # rows differ
         negatives = _parse_negatives(obj.get(negative), path, number, negative) if negative else []
+        group = {g: group_value(obj.get(g), path, number, g) for g in group_cols if g in obj}
         yield RawRow(anchor, positives, negatives, _source(obj.get("source"), src, path, number),
-                     str(path), number)
-    if cols is None:
+                     str(path), number, group=group)
+    if id_based is None:
         raise InputError(path, "the file has no rows")
 
 
 def _read_parquet(path: Path, anchor_col: str | None, positive_col: str | None,
-                  src: str) -> Iterator[RawRow]:
+                  src: str, group_cols: Sequence[str] = ()) -> Iterator[RawRow]:
     import pandas as pd
 
     try:
@@ -221,6 +279,7 @@ def _read_parquet(path: Path, anchor_col: str | None, positive_col: str | None,
         raise InputError(path, f"cannot read Parquet: {str(exc).splitlines()[0]}") from None
     cols = detect_columns([str(c) for c in frame.columns], path, anchor_col, positive_col)
     has_source = "source" in frame.columns
+    carried = _group_columns([str(c) for c in frame.columns], group_cols)
     hint = "Parquet rows are counted from 1; the column must hold strings (or lists of strings)"
     for number, record in enumerate(frame.to_dict("records"), start=1):
         anchor = as_text(record[cols.anchor], path, number, cols.anchor, hint=hint)
@@ -228,4 +287,5 @@ def _read_parquet(path: Path, anchor_col: str | None, positive_col: str | None,
         negatives = (_parse_negatives(record[cols.negative], path, number, cols.negative)
                      if cols.negative else [])
         source = _source(record["source"], src, path, number) if has_source else src
-        yield RawRow(anchor, positives, negatives, source, str(path), number)
+        group = {g: group_value(record[c], path, number, g) for g, c in carried.items()}
+        yield RawRow(anchor, positives, negatives, source, str(path), number, group=group)

@@ -3,20 +3,27 @@
 Reads CSV/TSV/JSONL/Parquet files (or a crawl artifact's glossary.csv), cleans every text, groups
 the definitions of a term under one anchor, splits by anchor and writes the canonical pairs files
 plus a corpus of every positive.
+
+Id-based input (LexDPR queries with `--corpus-file`) keeps the user's document ids: they replace the
+content-hash ids in `positive_ids`, `negative_ids` and `corpus.jsonl` (one id space, so mine, eval and
+the exports need no mapping), every document of the corpus file joins the corpus, and rows gain
+`query_id` and `negative_ids`. Columns named in `group_cols` that the input has (the crawler's section
+and page) are carried as a `group` dict on every pairs and corpus row, for `pipe mine --same-group`.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pipe_embed.pipeline.compose.cleaning import clean_text, drop_reason
+from pipe_embed.pipeline.compose.corpus_file import CorpusFile, read_corpus_file
 from pipe_embed.pipeline.compose.readers import RawRow, file_format, read_rows
 from pipe_embed.pipeline.compose.splits import split_of
-from pipe_embed.pipeline.core.config import as_dict, option
+from pipe_embed.pipeline.core.config import option
 from pipe_embed.pipeline.core.console import info, track
 from pipe_embed.pipeline.core.errors import ConfigError, InputError, PipeError
 from pipe_embed.pipeline.core.hashing import hash_file
@@ -51,6 +58,9 @@ class ComposeConfig:
     test_fraction: float = option(0.1, "Share of anchors held out for the test split.")
     seed: int = option(13, "Seed of the anchor-hash split.")
     hard_k: int = option(0, "BM25 hard negatives added per anchor at compose time (0 = none; `pipe mine` does more).")
+    corpus_file: str | None = option(None, "JSONL of {id, text} that id-based input (query_text, positive_passages ids) refers to; its documents join the corpus with their ids.",
+                                     versioned=False)  # its content (sha256) is in the version, not its path
+    group_cols: list[str] = option(["section", "page"], "Columns carried into each pairs and corpus row's `group`, for `pipe mine --same-group COLUMN` (those an input lacks are skipped).")
 
     def validate(self) -> None:
         if self.dev_fraction < 0 or self.test_fraction < 0 or self.dev_fraction + self.test_fraction >= 1:
@@ -61,15 +71,30 @@ class ComposeConfig:
             raise ConfigError("field 'min_anchor_chars': larger than max_anchor_chars")
         if self.hard_k < 0:
             raise ConfigError("field 'hard_k': must be >= 0")
+        if any(not c.strip() for c in self.group_cols):
+            raise ConfigError("field 'group_cols': a column name is empty")
 
 
-def group_rows(rows: list[RawRow], config: ComposeConfig) -> tuple[list[dict[str, Any]], Counter[str]]:
-    """Clean rows, drop bad ones (each counted by reason), merge the definitions of one term into one anchor."""
+def group_rows(rows: list[RawRow], config: ComposeConfig, known_ids: dict[str, str] | None = None,
+               group_keys: Sequence[str] = ()) -> tuple[list[dict[str, Any]], Counter[str]]:
+    """Clean rows, drop bad ones (each counted by reason), merge the definitions of one term into one anchor.
+
+    A positive's id is the user's (id-based rows), else the id of the same text in the corpus file
+    (`known_ids`: cleaned text -> id), else a hash of its content. Rows gain `negative_ids` and
+    `query_id` when any input row had ids, and a `group` dict (every key in every row, "" when
+    missing) when any carried column was found: a file then has one shape in every row.
+    """
+    known_ids = known_ids or {}
     dropped: Counter[str] = Counter()
     groups: dict[str, dict[str, Any]] = {}
+    with_ids = False
+    keys = list(group_keys)
     for row in rows:
+        with_ids = with_ids or row.positive_ids is not None
+        keys.extend(k for k in row.group if k not in keys)
         anchor = clean_text(row.anchor)
-        for raw_positive in row.positives or [""]:  # a row without a positive is dropped and counted
+        ids = row.positive_ids if row.positive_ids is not None else [None] * len(row.positives)
+        for raw_positive, pid in list(zip(row.positives, ids)) or [("", None)]:  # no positive: dropped, counted
             positive = clean_text(raw_positive)
             reason = drop_reason(anchor, positive, min_anchor_chars=config.min_anchor_chars,
                                  min_positive_chars=config.min_positive_chars,
@@ -79,42 +104,99 @@ def group_rows(rows: list[RawRow], config: ComposeConfig) -> tuple[list[dict[str
                 dropped[reason] += 1
                 continue
             key = normalize_key(anchor)
-            group = groups.setdefault(key, {"anchor": anchor, "positives": [], "keys": set(),
-                                            "negatives": [], "source": row.source})
+            entry = groups.setdefault(key, {"anchor": anchor, "positives": [], "ids": [], "keys": set(),
+                                            "negatives": [], "negative_ids": [], "source": row.source,
+                                            "query_id": None, "group": {}})
             pkey = normalize_key(positive)
-            if pkey in group["keys"]:
+            if pkey in entry["keys"]:
                 dropped["duplicate"] += 1
                 continue
-            group["keys"].add(pkey)
-            group["positives"].append(positive)
+            entry["keys"].add(pkey)
+            entry["positives"].append(positive)
+            entry["ids"].append(pid or known_ids.get(positive) or doc_id(positive))
         if anchor and normalize_key(anchor) in groups:
-            group = groups[normalize_key(anchor)]
-            for negative in row.negatives:
+            entry = groups[normalize_key(anchor)]
+            entry["query_id"] = entry["query_id"] or row.query_id
+            for name, value in row.group.items():
+                if value and not entry["group"].get(name):
+                    entry["group"][name] = value
+            negative_ids = row.negative_ids if row.negative_ids is not None else [None] * len(row.negatives)
+            for negative, nid in zip(row.negatives, negative_ids):
                 text = clean_text(negative)
-                if text and normalize_key(text) not in group["keys"] and text not in group["negatives"]:
-                    group["negatives"].append(text)
+                if text and normalize_key(text) not in entry["keys"] and text not in entry["negatives"]:
+                    entry["negatives"].append(text)
+                    entry["negative_ids"].append(nid or known_ids.get(text) or doc_id(text))
     records = []
-    for group in groups.values():
-        negatives = [n for n in group["negatives"] if normalize_key(n) not in group["keys"]]
-        records.append({
-            "id": anchor_id(group["anchor"]),
-            "anchor": group["anchor"],
-            "positive": group["positives"][0],
-            "positives": group["positives"],
-            "positive_ids": [doc_id(p) for p in group["positives"]],
-            "hard_negatives": negatives,
-            "source": group["source"],
-        })
+    for entry in groups.values():
+        kept = [i for i, n in enumerate(entry["negatives"]) if normalize_key(n) not in entry["keys"]]
+        record = {
+            "id": anchor_id(entry["anchor"]),
+            "anchor": entry["anchor"],
+            "positive": entry["positives"][0],
+            "positives": entry["positives"],
+            "positive_ids": entry["ids"],
+            "hard_negatives": [entry["negatives"][i] for i in kept],
+            "source": entry["source"],
+        }
+        if with_ids:
+            record["negative_ids"] = [entry["negative_ids"][i] for i in kept]
+            record["query_id"] = entry["query_id"] or record["id"]
+        if keys:
+            record["group"] = {k: entry["group"].get(k, "") for k in keys}
+        records.append(record)
     return records, dropped
 
 
-def read_inputs(paths: list[Path], config: ComposeConfig) -> list[RawRow]:
-    """All raw rows of all input files, in order."""
+def read_inputs(paths: list[Path], config: ComposeConfig, corpus: CorpusFile | None = None) -> list[RawRow]:
+    """All raw rows of all input files, in order (id-based rows resolved against `corpus`)."""
     rows: list[RawRow] = []
     for path in paths:
-        rows.extend(track(read_rows(path, config.anchor_col, config.positive_col),
+        rows.extend(track(read_rows(path, config.anchor_col, config.positive_col, group_cols=config.group_cols,
+                                    corpus=corpus),
                           f"read {path.name}"))
     return rows
+
+
+def make_corpus(records: list[dict[str, Any]], config: ComposeConfig,
+                corpus_file: CorpusFile | None) -> tuple[list[dict[str, Any]], Counter[str]]:
+    """corpus.jsonl rows: every positive, then the corpus file's other documents (cleaned, and dropped
+    by the positive length limits, counted, so a text too long to be a positive is no candidate either).
+
+    A document's `group` is its corpus-file row's, else that of the row whose positive it is.
+    """
+    keys = list(records[0]["group"]) if records and "group" in records[0] else []
+    corpus: dict[str, dict[str, Any]] = {}
+    for record in records:
+        for pid, text in zip(record["positive_ids"], record["positives"]):
+            if pid not in corpus:
+                corpus[pid] = {"id": pid, "text": text}
+                if keys:
+                    own = corpus_file.groups.get(pid) if corpus_file is not None and pid in corpus_file.texts else None
+                    corpus[pid]["group"] = {k: own.get(k, "") for k in keys} if own is not None else dict(record["group"])
+    dropped: Counter[str] = Counter()
+    for ident, raw in (corpus_file.texts.items() if corpus_file is not None else ()):
+        if ident in corpus:
+            continue
+        text = clean_text(raw)
+        reason = ("empty" if not text else "too_short" if len(text) < config.min_positive_chars
+                  else "too_long" if len(text) > config.max_positive_chars else None)
+        if reason:
+            dropped[reason] += 1
+            continue
+        corpus[ident] = {"id": ident, "text": text}
+        if keys:
+            own = corpus_file.groups.get(ident, {})  # type: ignore[union-attr]
+            corpus[ident]["group"] = {k: own.get(k, "") for k in keys}
+    return list(corpus.values()), dropped
+
+
+def corpus_ids(corpus_file: CorpusFile | None) -> dict[str, str]:
+    """Cleaned text -> the user's id (the first id of a text), so a text-based positive that is a
+    document of the corpus file takes that document's id."""
+    known: dict[str, str] = {}
+    for ident, raw in (corpus_file.texts.items() if corpus_file is not None else ()):
+        known.setdefault(clean_text(raw), ident)
+    return known
 
 
 def _empty_reason(rows_read: int, dropped: Counter[str], config: ComposeConfig) -> str:
@@ -135,38 +217,45 @@ def compose_pairs(paths: list[Path], config: ComposeConfig, workdir: Path,
     `negatives(records, k=…)` adds `hard_k` negatives per anchor; the caller hands in the miner
     (the CLI passes BM25 from pipe_embed.mining), since a stage never imports another stage.
     """
-    rows = read_inputs(paths, config)
-    records, dropped = group_rows(rows, config)
+    corpus_file = read_corpus_file(config.corpus_file, config.group_cols) if config.corpus_file else None
+    known_ids = corpus_ids(corpus_file)
+    rows = read_inputs(paths, config, corpus_file)
+    records, dropped = group_rows(rows, config, known_ids, corpus_file.group_keys if corpus_file else ())
     if not records:
         raise PipeError(_empty_reason(len(rows), dropped, config))
+    corpus_rows, corpus_dropped = make_corpus(records, config, corpus_file)
     if config.hard_k > 0:
         if negatives is None:
             raise ConfigError("field 'hard_k': compose needs a negatives miner for hard_k > 0",
                               hint="run `pipe compose --hard-k K` or pass negatives=bm25_negatives_for_pairs")
-        records = negatives(records, k=config.hard_k)
+        if corpus_file is not None:  # the whole corpus are candidates, not only the positives
+            records = negatives(records, k=config.hard_k, corpus=[{"id": c["id"], "text": c["text"]} for c in corpus_rows])
+        else:
+            records = negatives(records, k=config.hard_k)
     by_split: dict[str, list[dict[str, Any]]] = {s: [] for s in SPLITS}
     for record in records:
         split = split_of(record["anchor"], config.dev_fraction, config.test_fraction, config.seed)
         by_split[split].append(record)
     for split, items in by_split.items():
         write_jsonl(workdir / pairs_file(split), items)
-    corpus: dict[str, str] = {}
-    for record in records:
-        for pid, text in zip(record["positive_ids"], record["positives"]):
-            corpus.setdefault(pid, text)
-    write_jsonl(workdir / CORPUS_FILE, ({"id": k, "text": v} for k, v in corpus.items()))
+    write_jsonl(workdir / CORPUS_FILE, corpus_rows)
     pairs_kept = sum(len(r["positives"]) for r in records)
     stats = {
         "rows_read": len(rows),
         "pairs_read": sum(max(len(r.positives), 1) for r in rows),  # = pairs_kept + all dropped
         "pairs_kept": pairs_kept,
         "anchors": len(records),
-        "corpus_size": len(corpus),
+        "corpus_size": len(corpus_rows),
         "dropped": dict(dropped),
         "splits": {s: len(v) for s, v in by_split.items()},
         "anchors_with_several_positives": sum(1 for r in records if len(r["positives"]) > 1),
         "sources": dict(Counter(r["source"] for r in records)),
     }
+    if corpus_file is not None:
+        stats["corpus_file_documents"] = len(corpus_file)
+        stats["corpus_file_dropped"] = dict(corpus_dropped)
+    if records and "group" in records[0]:
+        stats["group_columns"] = {k: len({r["group"][k] for r in records if r["group"][k]}) for k in records[0]["group"]}
     headline = {"anchors": len(records), "pairs": pairs_kept,
                 "train/dev/test": "/".join(str(len(by_split[s])) for s in SPLITS),
                 "dropped": sum(dropped.values())}
@@ -201,7 +290,10 @@ def run_compose(store: Store, config: ComposeConfig, inputs: list[Path] | None =
         for path in paths:
             file_format(path)
         extra = {"input_files": [{"name": p.name, "sha256": _hash_input(p)} for p in paths]}
+    if config.corpus_file:
+        corpus_path = require_file(config.corpus_file, "corpus file")
+        extra["corpus_file"] = {"name": corpus_path.name, "sha256": _hash_input(corpus_path)}
     info(f"composing pairs from {', '.join(str(p) for p in paths)}")
-    return store.run(stage=STAGE, format_version=FORMAT_VERSION, config=as_dict(config),
+    return store.run(stage=STAGE, format_version=FORMAT_VERSION, config=config,
                      inputs=upstream, extra=extra, force=force,
                      build=lambda work: compose_pairs(paths, config, work, negatives))

@@ -45,7 +45,16 @@ def resolve_model(name_or_path: str | Path | None) -> str:
             raise PipeError(f"{path}: a model must be a directory in sentence-transformers or "
                             "Hugging Face format")
         return str(path.resolve())
+    if looks_like_path(str(name_or_path)):
+        raise PipeError(f"{name_or_path}: no such model directory",
+                        hint="give an existing directory, a hub id such as org/name, or train@latest")
     return str(name_or_path)
+
+
+def looks_like_path(name: str) -> bool:
+    """A local path rather than a hub id (`org/name`): absolute, relative, `~`, a trailing slash, or deeper."""
+    return (name.startswith(("/", "./", "../", "~", ".\\")) or name.endswith(("/", "\\"))
+            or name.count("/") > 1 or name in (".", ".."))
 
 
 def _weight_files(path: Path) -> list[Path]:

@@ -2,9 +2,13 @@
 
 A pairs row is `{"id", "anchor", "positive", "positives", "positive_ids", "hard_negatives", …}`:
 one row per anchor; `positive` is its first positive, `positives` all of them (a term with several
-definitions). Optional: `source`, `split`, `positive_score`, `negative_scores`, `negative_ids`.
+definitions). Optional: `source`, `split`, `positive_score`, `negative_scores`, `negative_ids`,
+`query_id` (id-based input) and `group` (carried columns such as section and page).
 The train split lives in `pairs.jsonl`, held-out splits in `pairs.dev.jsonl` and `pairs.test.jsonl`;
-`corpus.jsonl` holds `{"id", "text"}` for every positive so that negatives and caches refer to ids.
+`corpus.jsonl` holds `{"id", "text"[, "group"]}` for every positive so that negatives and caches refer
+to ids. Ids are content hashes (`doc_id`), except that documents given with ids (a corpus file) keep
+the user's ids. Every row of a file has the same keys and each key one JSON type, so the files load
+with `datasets.load_dataset("json", data_files=...)`.
 """
 
 from __future__ import annotations
@@ -224,6 +228,9 @@ def to_canonical(obj: dict[str, Any], path: Path, line: int) -> dict[str, Any]:
         anchor_col, positive_names, negative_names = "anchor", ("positives", "positive"), ("hard_negatives", "negatives")
     elif "query" in obj:
         anchor_col, positive_names, negative_names = "query", ("pos", "positive"), ("neg", "negative")
+    elif "query_text" in obj or "positive_passages" in obj:
+        raise InputError(path, "row is id-based (query_text, positive_passages ids): its texts are in a corpus file",
+                         line=line, hint="compose it first: pipe compose --input FILE --corpus-file corpus.jsonl")
     else:
         raise InputError(path, f"row has neither 'anchor' nor 'query' (fields: {', '.join(obj)})",
                          line=line, hint="use anchor/positive/hard_negatives or query/pos/neg")

@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
-from quality_data import Glossary, Term, load_glossary, split_terms  # noqa: E402
+from quality_data import Glossary, Term, load_glossary, split_terms
 
 
 def test_slang_glossary_is_parsed_by_the_crawler_and_split_by_seed() -> None:
@@ -30,9 +30,8 @@ def test_unknown_glossary_is_refused() -> None:
 
 
 def test_score_counts_a_query_whose_text_is_its_definition_as_found(tiny_model_path: Path) -> None:
-    from quality_score import score
-
     from pipe_embed.pipeline.core.models import load_model
+    from quality_score import score
 
     texts = ["rook a chess piece that moves along ranks and files",
              "bishop a piece that moves diagonally across the board",
