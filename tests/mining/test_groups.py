@@ -82,14 +82,15 @@ def test_same_group_negatives_stay_in_the_section_and_keep_the_filters(store: St
     assert_no_false_negatives(rows)  # never a positive, a duplicate of one, or another definition of the term
     assert rows[LONER[0]]["hard_negatives"] == []  # no section: no same-group negatives, kept and counted
     assert art.stats["same_group"] == {"column": "section", "groups": 2, "anchors_without_group": 1,
-                                       "texts_without_group": 0}
+                                       "texts_without_group": 1}
     # every text of the section is a candidate, lexical overlap or not: the ML anchors get all 3 negatives
     assert all(len(rows[t]["hard_negatives"]) == 3 for t in ML if t in rows)
 
 
-def test_without_same_group_negatives_cross_sections(store: Store):
+def test_without_same_group_negatives_cross_sections(store: Store, tiny_model_path: Path, trigram_encoder):
     compose = grouped_compose(store)
-    art = run_mine(store, MineConfig(method="bm25", num_negatives=3, range_max=20), compose).artifact
+    config = MineConfig(method="faiss", model=str(tiny_model_path), num_negatives=3, range_max=20)
+    art = run_mine(store, config, compose, encoder=trigram_encoder()).artifact
     rows = read_pairs(art.file("pairs.jsonl"))
     sections = text_sections()
     crossing = [r["anchor"] for r in rows for nid in r["negative_ids"]
