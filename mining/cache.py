@@ -1,8 +1,9 @@
 """Embedding cache: vectors keyed by hash(model weights, prompt, text), stored as .npy shards.
 
 Layout: `<root>/<namespace>/<shard>.vecs.npy` (float32, n x dim) and `<shard>.keys.npy` (uint64,
-n x 2: a 128-bit hash of prompt and text). The namespace is the model's weight fingerprint (plus
-the backend), so new weights never see old vectors. A shard counts only once its keys file exists
+n x 2: a 128-bit hash of prompt and text). The namespace is the model's weight fingerprint, so new
+weights never see old vectors; not the backend, which changes speed, not vectors (a fast backend is
+used only when it matches torch to cosine >= 0.9999). A shard counts only once its keys file exists
 (written last, by rename), so concurrent writers (shards of one run) and crashes are safe. No pickle.
 A shard that cannot be read or holds non-finite vectors is removed with a warning and its texts are
 encoded again.

@@ -1,7 +1,8 @@
 """Dense candidates: encode with sentence-transformers (through the cache), search with FAISS.
 
 Encoding sends only texts the cache lacks, longest-first in chunks (each chunk is cached as soon as
-it is done, so a killed run keeps its work), with normalised vectors and optional prompts. Search is
+it is done, so a killed run keeps its work), with normalised vectors and optional prompts, on the
+fastest backend that reproduces torch's vectors (pipe_embed.pipeline.core.encoders). Search is
 exact inner product (`flat`, by `faiss.knn` on the vectors themselves: no second copy in an index)
 by default, or `ivf`/`hnsw` for large corpora; on GPU when faiss has one. Queries are searched in chunks, so memory holds the corpus vectors plus chunk x k results,
 never a queries x corpus matrix. Both steps are functions of (shard, num_shards) whose outputs
@@ -18,47 +19,78 @@ from typing import Any
 import numpy as np
 from pipe_embed.mining.cache import EmbeddingCache, text_keys
 from pipe_embed.mining.candidates import Candidates, merge_topk, shard_bounds, sort_rows
-from pipe_embed.pipeline.core.console import debug, progress_bar
-from pipe_embed.pipeline.core.errors import PipeError, require
+from pipe_embed.pipeline.core.console import debug, info, progress_bar
+from pipe_embed.pipeline.core.errors import PipeError
 
 INDEX_KINDS = ("flat", "ivf", "hnsw")
 
 
-class Encoder:
-    """A sentence-transformers model behind the embedding cache; loads the model only if needed."""
+def _adopt_legacy_namespace(cache_root: Path, fingerprint: str) -> None:
+    """Vectors cached as `<hash>-torch` (before the backend left the key) move to `<hash>`, once."""
+    old, new = cache_root / f"{fingerprint}-torch", cache_root / fingerprint
+    if old.is_dir() and not new.exists():
+        try:
+            old.rename(new)
+        except OSError:  # another process moved it first
+            pass
 
-    def __init__(self, model: str | Path | None, *, backend: str = "torch", batch_size: int = 64,
-                 cache_root: str | Path | None = None, chunk_size: int = 4096, device: str | None = None) -> None:
+
+class Encoder:
+    """A sentence-transformers model behind the embedding cache; loads the model only if needed.
+
+    The backend (`auto`: OpenVINO or ONNX Runtime on CPU when installed and checked against torch on
+    the first texts to encode, else torch) changes speed, not vectors, so the cache is shared by all.
+    """
+
+    def __init__(self, model: str | Path | None, *, backend: str = "auto", batch_size: int = 64,
+                 cache_root: str | Path | None = None, chunk_size: int = 4096, device: str | None = None,
+                 export_root: str | Path | None = None, max_length: int | None = None) -> None:
+        from pipe_embed.pipeline.core.encoders import require_backend
         from pipe_embed.pipeline.core.models import model_fingerprint, resolve_model
 
         self.model_name = str(model) if model is not None else None
         self.path = resolve_model(model)
+        require_backend(backend)  # an asked-for backend that is missing fails now, with its pip line
         self.backend = backend
+        self.backend_name: str | None = None  # the backend in use, once loaded
+        self.note: str | None = None  # why that one, in a line
         self.batch_size = batch_size
         self.chunk_size = chunk_size
         self.device = device
-        if backend == "onnx":
-            require("optimum", extra="onnx")
-            require("onnxruntime", extra="onnx")
+        self.max_length = max_length
         self.fingerprint = model_fingerprint(model)
-        self.cache = EmbeddingCache(cache_root, f"{self.fingerprint}-{backend}") if cache_root else None
+        if export_root is None and cache_root is not None:
+            export_root = Path(cache_root).parent / "backends"  # beside the embedding cache
+        self.export_root = export_root
+        self.cache = None
+        if cache_root:
+            _adopt_legacy_namespace(Path(cache_root), self.fingerprint)
+            self.cache = EmbeddingCache(cache_root, self.fingerprint)
         self._model: Any = None
         self.encoded = 0  # texts actually sent through the model
         self.cache_hits = 0
 
+    def load(self, sample: Sequence[str] | None = None) -> Any:
+        """Load the model on its fastest checked backend (checked on `sample`, else built-in texts)."""
+        if self._model is None:
+            from pipe_embed.pipeline.core.encoders import load_encoder
+
+            self._model, self.backend_name, self.note = load_encoder(
+                self.model_name, self.backend, self.device, export_root=self.export_root, sample=sample,
+                max_length=self.max_length)
+            info(f"encoder: {self.note}")
+        return self._model
+
     @property
     def model(self) -> Any:
         """The loaded SentenceTransformer (loaded on first use)."""
-        if self._model is None:
-            from pipe_embed.pipeline.core.models import load_model
-
-            self._model = load_model(self.model_name, device=self.device, backend=self.backend)
-        return self._model
+        return self.load()
 
     def _encode_now(self, texts: list[str], prompt: str | None) -> np.ndarray:
-        """Run the model on texts (no cache)."""
-        vectors = self.model.encode(texts, batch_size=self.batch_size, prompt=prompt, normalize_embeddings=True,
-                                    convert_to_numpy=True, show_progress_bar=False)
+        """Run the model on texts (no cache); the first call checks the backend on these texts."""
+        model = self.load([(prompt or "") + t for t in texts])
+        vectors = model.encode(texts, batch_size=self.batch_size, prompt=prompt, normalize_embeddings=True,
+                               convert_to_numpy=True, show_progress_bar=False)
         vectors = np.asarray(vectors, dtype=np.float32)
         if not np.isfinite(vectors).all():
             raise PipeError(f"model '{self.model_name}' produced non-finite embeddings")

@@ -15,19 +15,15 @@ The canonical `pairs.jsonl` keeps every anchor whatever the export leaves out.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from pipe_embed.pipeline.core.pairs import doc_id, write_jsonl
+from pipe_embed.pipeline.core.pairs import doc_id, hf_schema, write_jsonl
 
 FORMATS = ("flag", "st-ntuple", "st-triplet", "lexdpr", "hf")
 FILE_NAMES = {"flag": "flag.jsonl", "st-ntuple": "st-ntuple.jsonl", "st-triplet": "st-triplet.jsonl",
               "lexdpr": "lexdpr", "hf": "hf"}  # the last two are directories
-STRING_LISTS = ("positives", "positive_ids", "hard_negatives", "negative_ids")
-FLOAT_LISTS = ("negative_scores",)
-FLOATS = ("positive_score",)
 
 
 def flag_rows(rows: Sequence[dict[str, Any]]) -> Iterator[dict[str, Any]]:
@@ -87,45 +83,12 @@ def write_lexdpr(rows: Sequence[dict[str, Any]], directory: Path,
     return {"rows": written, "anchors_left_out": 0, "documents": documents}
 
 
-def _feature(name: str, values: list[Any]) -> tuple[Any, Any]:
-    """The datasets type of one column, and a converter for values of no single JSON type."""
-    import datasets
-
-    present = [v for v in values if v is not None]
-    if name in STRING_LISTS:
-        return datasets.Sequence(datasets.Value("string")), None
-    if name in FLOAT_LISTS:
-        return datasets.Sequence(datasets.Value("float64")), None
-    if name in FLOATS:
-        return datasets.Value("float64"), None
-    if present and all(isinstance(v, dict) for v in present):
-        keys = list(dict.fromkeys(k for v in present for k in v))
-        if all(isinstance(x, str) or x is None for v in present for x in v.values()):
-            return {k: datasets.Value("string") for k in keys}, lambda v: None if v is None else {k: v.get(k) for k in keys}
-    elif all(isinstance(v, str) for v in present):
-        return datasets.Value("string"), None
-    elif all(isinstance(v, bool) for v in present):
-        return datasets.Value("bool"), None
-    elif all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present):
-        kind = "int64" if all(isinstance(v, int) for v in present) else "float64"
-        return datasets.Value(kind), None
-    elif all(isinstance(v, list) and all(isinstance(x, str) for x in v) for v in present):
-        return datasets.Sequence(datasets.Value("string")), None
-    return datasets.Value("string"), lambda v: None if v is None else json.dumps(v, ensure_ascii=False)
-
-
 def to_hf_dataset(rows: Sequence[dict[str, Any]]) -> Any:
-    """A `datasets.Dataset` of pairs rows with explicit types: every row the same columns (None where
-    absent), lists of texts typed as such even when empty, anything of mixed type as JSON text."""
+    """A `datasets.Dataset` of pairs rows with explicit types (see `hf_schema`)."""
     import datasets
 
-    columns = list(dict.fromkeys(k for row in rows for k in row))
-    features, data = {}, {}
-    for name in columns:
-        values = [row.get(name) for row in rows]
-        features[name], convert = _feature(name, values)
-        data[name] = [convert(v) for v in values] if convert else values
-    return datasets.Dataset.from_dict(data, features=datasets.Features(features))
+    features, data = hf_schema(rows)
+    return datasets.Dataset.from_dict(data, features=features)
 
 
 def write_hf(rows: Sequence[dict[str, Any]], directory: Path) -> dict[str, int]:

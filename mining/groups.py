@@ -101,17 +101,50 @@ def same_group_candidates(groups: Groups, k: int, scorer: Scorer, block: int = B
         for start in range(0, len(anchors), step):
             part = anchors[start:start + step]
             key, scores = scorer(part, docs)
-            order = np.argsort(-key, axis=1, kind="stable")[:, :width]  # ties keep corpus order
+            order = top_columns(key, width)
             out.ids[part, :width] = docs[order]
             out.scores[part, :width] = np.take_along_axis(scores, order, axis=1)
     out.scores[out.ids == NO_ID] = -np.inf
     return out
 
 
+def top_columns(key: np.ndarray, width: int) -> np.ndarray:
+    """Column indices of each row's `width` largest keys, best first, ties by column (= corpus) order.
+
+    A partition finds each row's width-th key; the columns above it and the first columns equal to it
+    are the selection, so only `width` columns per row are sorted.
+    """
+    m, d = key.shape
+    if d <= 2 * width:
+        return np.argsort(-key, axis=1, kind="stable")[:, :width]
+    kth = -np.partition(-key, width - 1, axis=1)[:, width - 1]
+    above = key > kth[:, None]
+    tied = key == kth[:, None]
+    need = width - above.sum(axis=1)
+    chosen = above | (tied & (np.cumsum(tied, axis=1) <= need[:, None]))
+    cols = np.nonzero(chosen)[1].reshape(m, width)  # ascending column order per row
+    picked = np.take_along_axis(key, cols, axis=1)
+    return np.take_along_axis(cols, np.argsort(-picked, axis=1, kind="stable"), axis=1)
+
+
+def _per_group(gather: Callable[[np.ndarray], Any]) -> Callable[[np.ndarray], Any]:
+    """`gather(docs)` computed once per group (the blocks of one group share their `docs` array)."""
+    last: list[Any] = [None, None]
+
+    def cached(docs: np.ndarray) -> Any:
+        if last[0] is not docs:
+            last[0], last[1] = docs, gather(docs)
+        return last[1]
+
+    return cached
+
+
 def dense_scorer(query_vectors: np.ndarray, corpus_vectors: np.ndarray) -> Scorer:
     """Cosine (normalised vectors' inner product) of anchors x the group's texts."""
+    texts = _per_group(lambda docs: np.ascontiguousarray(corpus_vectors[docs].T))
+
     def score(anchors: np.ndarray, docs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        sims = query_vectors[anchors] @ corpus_vectors[docs].T
+        sims = query_vectors[anchors] @ texts(docs)
         return sims, sims
 
     return score
@@ -122,9 +155,10 @@ def bm25_scorer(index: Any, query_tokens: Sequence[Sequence[str]]) -> Scorer:
     if hasattr(index, "query_matrix") and hasattr(index, "weights"):
         queries = index.query_matrix(query_tokens).tocsr()
         by_doc = index.weights.T.tocsr()  # texts x terms
+        texts = _per_group(lambda docs: by_doc[docs].T.tocsc())
 
         def score(anchors: np.ndarray, docs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            sims = np.asarray((queries[anchors] @ by_doc[docs].T).toarray(), dtype=np.float32)
+            sims = np.asarray((queries[anchors] @ texts(docs)).toarray(), dtype=np.float32)
             return sims, sims
     else:  # the rank_bm25 reference: pair by pair
         def score(anchors: np.ndarray, docs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

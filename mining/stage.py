@@ -95,7 +95,10 @@ class MineConfig:
     formats: list[str] = option([], "Exports besides pairs.jsonl: flag, st-ntuple, st-triplet, lexdpr (queries + corpus JSONL with ids), hf (datasets save_to_disk).", flag="--format")
     batch_size: int = option(64, "Encoding batch size (not part of the version: it does not change the vectors).",
                              versioned=False)
-    backend: Literal["torch", "onnx"] = option("torch", "Encoding backend (onnx needs the onnx extra).")
+    backend: Literal["auto", "torch", "openvino", "onnx"] = option(
+        "auto", "Encoding backend: auto = OpenVINO/ONNX Runtime on CPU when installed and its vectors match torch's "
+        "(cosine >= 0.9999), else torch; openvino/onnx need their extra (not part of the version: same vectors).",
+        versioned=False)
     query_prompt: str | None = option(None, "Prompt prepended to anchors when encoding (e.g. 'query: ').")
     passage_prompt: str | None = option(None, "Prompt prepended to candidate texts when encoding (e.g. 'passage: ').")
     rrf_k: int = option(60, "hybrid: reciprocal rank fusion constant.")

@@ -2,14 +2,17 @@
 
 The JSON log (`logs/train_log.jsonl`) holds one line per optimizer step (loss, learning rate, grad
 norm, epoch) and one per dev evaluation; it survives a killed run and is continued on resume, so
-`summarize_log` can compute per-epoch means over the whole run afterwards.
+`summarize_log` can compute per-epoch means over the whole run afterwards. `EvalReportCallback`
+hands each dev evaluation to an outside judge (a sweep's pruner) that may stop the run.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -124,9 +127,11 @@ class ProgressCallback(TrainerCallback):
     run piped into a log still shows how far it got.
     """
 
-    def __init__(self, description: str = "train", metric: str = "mrr@10") -> None:
+    def __init__(self, description: str = "train", metric: str = "mrr@10", key: str | None = None) -> None:
         self.description = description
         self.metric = metric
+        self.key = key  # the exact metric to show (e.g. eval_mean_cosine_mrr@10), else the first *_<metric>
+        self.label = "eval mean" if key and key.startswith("eval_mean_") else "dev"
         self.loss: float | None = None
         self.dev: float | None = None
         self.best: float | None = None
@@ -145,7 +150,7 @@ class ProgressCallback(TrainerCallback):
             parts.append(f"loss {self.loss:.4f}")
         if self.dev is not None:
             best = f" (best {self.best:.4f})" if self.best is not None and self.best > self.dev else ""
-            parts.append(f"dev {self.metric} {self.dev:.4f}{best}")
+            parts.append(f"{self.label} {self.metric} {self.dev:.4f}{best}")
         if self.evaluating:
             parts.append("evaluating dev…")
         if self.note:
@@ -157,6 +162,9 @@ class ProgressCallback(TrainerCallback):
             self._progress.update(self._task, advance=advance, status=self.status())
 
     def _dev_value(self, metrics: dict[str, Any]) -> float | None:
+        if self.key is not None:
+            value = metrics.get(self.key)
+            return float(value) if isinstance(value, (int, float)) else None
         for key, value in metrics.items():
             if key.startswith("eval_") and key.endswith(f"_{self.metric}") and isinstance(value, (int, float)):
                 return float(value)
@@ -216,8 +224,88 @@ class ProgressCallback(TrainerCallback):
         self._task = None
 
 
+STOPPED_FILE = "stopped.json"  # in the checkpoints dir of a run an EvalReportCallback stopped
+
+
+class RunStopped(Exception):
+    """A training stopped from outside (a sweep pruned it) after the dev evaluation at `step`."""
+
+    def __init__(self, step: int, value: float | None) -> None:
+        self.step = step
+        self.value = value
+        super().__init__(f"stopped after the evaluation at step {step}"
+                         + (f" ({value:.4f})" if value is not None else ""))
+
+
+def metric_history(entries: list[dict[str, Any]], key: str) -> list[tuple[int, float]]:
+    """(step, value) of one metric over a JSON step log's evaluations, oldest first."""
+    return [(int(e["step"]), float(e[key])) for e in entries if e.get("kind") == "eval" and key in e]
+
+
+def best_metric_key(entries: list[dict[str, Any]], metric: str) -> str | None:
+    """The metric that picked the best checkpoint: the mean over eval sets if logged, else the dev split's."""
+    keys = {k for e in entries if e.get("kind") == "eval" for k in e if k.endswith(f"_{metric}")}
+    for prefix in ("eval_mean_", "eval_dev_"):
+        found = sorted(k for k in keys if k.startswith(prefix))
+        if found:
+            return found[0]
+    return None
+
+
+class EvalReportCallback(TrainerCallback):
+    """Hand every dev evaluation (the metric that picks the best checkpoint) to `report(step, value)`;
+    when it answers True the run stops with RunStopped.
+
+    A stopped run leaves `stopped.json` (the values reported so far) in its checkpoints directory
+    and drops its checkpoints. Run again with the same inputs, it reports those values first, before
+    any training step, so a judge that stops it again costs no training at all (a repeated sweep);
+    one that lets it go on trains it from the start.
+    """
+
+    def __init__(self, report: Callable[[int, float], bool]) -> None:
+        self.report = report
+        self.history: list[tuple[int, float]] = []
+
+    @staticmethod
+    def _key(args: Any) -> str:
+        key = args.metric_for_best_model or "loss"
+        return key if key.startswith("eval_") else f"eval_{key}"
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        marker = Path(args.output_dir) / STOPPED_FILE
+        if not marker.is_file():
+            return
+        recorded = json.loads(marker.read_text(encoding="utf-8"))
+        for step, value in recorded.get("history", []):
+            self.history.append((int(step), float(value)))
+            if self.report(int(step), float(value)):
+                raise RunStopped(int(step), float(value))
+        marker.unlink()  # the judge lets it go on this time: train normally
+
+    def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict[str, Any] | None = None,
+                    **kw: Any) -> None:
+        value = (metrics or {}).get(self._key(args))
+        if not isinstance(value, (int, float)):
+            return
+        step = int(state.global_step)
+        self.history.append((step, float(value)))
+        if self.report(step, float(value)):
+            out = Path(args.output_dir)
+            for checkpoint in out.glob("checkpoint-*"):
+                shutil.rmtree(checkpoint, ignore_errors=True)
+            out.mkdir(parents=True, exist_ok=True)
+            (out / STOPPED_FILE).write_text(json.dumps({"stopped_at": step, "history": self.history}) + "\n",
+                                            encoding="utf-8")
+            raise RunStopped(step, float(value))
+
+
 __all__ = [
     "STEP_LOG",
+    "STOPPED_FILE",
+    "EvalReportCallback",
+    "RunStopped",
+    "best_metric_key",
+    "metric_history",
     "EpochEndCallback",
     "JsonLogCallback",
     "ProgressCallback",

@@ -14,8 +14,11 @@ def _fmt(value: Any) -> str:
 
 
 def model_card(*, base_model: str, data_ref: str | None, config: dict[str, Any],
-               metrics: dict[str, Any], data_stats: dict[str, Any]) -> str:
-    """Markdown (with Hugging Face front matter) naming data, config and metrics."""
+               metrics: dict[str, Any], data_stats: dict[str, Any], adapter_base: str | None = None) -> str:
+    """Markdown (with Hugging Face front matter) naming data, config and metrics.
+
+    `adapter_base`: the directory holds LoRA adapters only (no merge), on top of this base model.
+    """
     lines = [
         "---",
         "library_name: sentence-transformers",
@@ -34,6 +37,10 @@ def model_card(*, base_model: str, data_ref: str | None, config: dict[str, Any],
         "model = SentenceTransformer(\"path/to/this/directory\")",
         "```",
         "",
+    ]
+    if adapter_base is not None:
+        lines += adapter_section(adapter_base)
+    lines += [
         "## Data",
         "",
         f"- training data: `{data_ref or config.get('pairs_path')}`",
@@ -64,8 +71,34 @@ def model_card(*, base_model: str, data_ref: str | None, config: dict[str, Any],
     return "\n".join(lines) + "\n"
 
 
+def adapter_section(base: str) -> list[str]:
+    """How to load a directory of LoRA adapters (peft) saved without merging."""
+    return [
+        "## LoRA adapter",
+        "",
+        f"This directory holds LoRA adapters only, trained on top of `{base}` (named in "
+        "`adapter_config.json`, which sentence-transformers follows when it loads this path). Onto a copy "
+        "of the base you already have:",
+        "",
+        "```python",
+        f"model = SentenceTransformer({json.dumps(base)})",
+        "model.load_adapter(\"path/to/this/directory\")",
+        "```",
+        "",
+        "or with peft: `PeftModel.from_pretrained(AutoModel.from_pretrained(base), \"path/to/this/directory\")`.",
+        "",
+    ]
+
+
 def write_model_card(model_dir: Path, **kwargs: Any) -> Path:
-    """Write README.md into the model directory (replacing sentence-transformers' own)."""
+    """Write README.md into the model directory (replacing sentence-transformers' own).
+
+    A directory of LoRA adapters (no merge) gets a section on loading them, naming their base model.
+    """
+    adapter_config = model_dir / "adapter_config.json"
+    if "adapter_base" not in kwargs and adapter_config.is_file():
+        kwargs["adapter_base"] = json.loads(adapter_config.read_text(encoding="utf-8")).get(
+            "base_model_name_or_path") or kwargs.get("base_model", "")
     path = model_dir / "README.md"
     path.write_text(model_card(**kwargs), encoding="utf-8")
     return path

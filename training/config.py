@@ -22,7 +22,7 @@ from pipe_embed.pipeline.core.config import (
 from pipe_embed.pipeline.core.errors import ConfigError
 from pipe_embed.pipeline.core.models import DEFAULT_MODEL
 
-LOSSES = ("mnrl", "cached-mnrl", "gist")
+LOSSES = ("mnrl", "cached-mnrl", "gist", "symmetric")
 POOLINGS = ("model", "mean", "cls", "lasttoken", "max")
 METRICS = ("mrr@10", "ndcg@10", "recall@1", "recall@5", "recall@10")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
@@ -34,8 +34,9 @@ class TrainConfig:
 
     model: str = option(DEFAULT_MODEL, "Base model: hub id, local directory, or a previous round's model dir.")
     tokenizer: str | None = option(None, "Tokenizer id/path when it differs from the model's.")
-    loss: Literal["mnrl", "cached-mnrl", "gist"] = option(
-        "mnrl", "mnrl (in-batch + mined negatives), cached-mnrl (GradCache, big batches in small memory), gist.")
+    loss: Literal["mnrl", "cached-mnrl", "gist", "symmetric"] = option(
+        "mnrl", "mnrl (in-batch + mined negatives), cached-mnrl (GradCache, big batches in small memory), gist, "
+                "symmetric (term->definition and definition->term, weighted by q2d_weight/d2q_weight).")
     temperature: float | None = option(
         None, "Softmax temperature (scale = 1/temperature); unset: the loss's own (0.05 mnrl, 0.01 gist).")
     guide_model: str | None = option(None, "gist: the guide model (default: the base model, frozen).")
@@ -87,6 +88,31 @@ class TrainConfig:
     pairs_path: str | None = option(None, "Train on this pairs file instead of an artifact (no dev split).")
     export_dir: str | None = option(None, "Also copy the trained model here (not part of the version).",
                                     versioned=False)
+    # issue 11 part A: learning-rate schedules, the symmetric loss, prompt-free/last-token pooling, streaming
+    lr_scheduler: Literal["linear", "cosine", "cosine_with_restarts", "constant_with_warmup"] = option(
+        "linear", "Learning-rate schedule after warmup: linear decay, cosine, cosine_with_restarts, constant_with_warmup.")
+    warmup_steps: int = option(0, "Warmup optimizer steps; when > 0 it wins over warmup_ratio.")
+    lr_cycles: int = option(1, "cosine_with_restarts: number of cosine cycles (each ends in a restart).")
+    q2d_weight: float = option(0.5, "symmetric loss: weight of term -> definition (in-batch + mined negatives).")
+    d2q_weight: float = option(0.5, "symmetric loss: weight of definition -> term (the batch's terms).")
+    pool_prompt: bool | None = option(
+        None, "Pool over the instruction prefix's tokens too; false: over the text only (unset: as the model saved it).")
+    padding_side: Literal["auto", "left", "right"] = option(
+        "auto", "Tokenizer padding side; auto: left with lasttoken pooling (decoder models), else the tokenizer's own.")
+    stream: bool = option(False, "Read the pairs file lazily on every pass (files larger than memory; "
+                                 "a 10,000-row shuffle window instead of a full shuffle).")
+    # issue 11 part B: experiment tracking and several eval sets
+    report_to: list[str] = option(
+        ["tensorboard"], "Trackers, comma-separated: tensorboard, mlflow (<data-dir>/.mlflow unless "
+                         "MLFLOW_TRACKING_URI is set), wandb (offline without an account), or none "
+                         "(not part of the version).", versioned=False)
+    experiment: str = option("pipe", "MLflow experiment / wandb project the runs go to (not part of the version).",
+                             versioned=False)
+    eval_data: list[str] = option(
+        [], "More eval sets scored during training, comma-separated [NAME=]REF[#SPLIT]: data artifacts or BEIR "
+            "directories (corpus.jsonl, queries.jsonl, qrels/*.tsv); their mean metric picks the best checkpoint "
+            "and drives early stopping (their data, not the spelling, is part of the version).", versioned=False)
+    eval_with_dev: bool = option(True, "With eval_data: count the training data's own dev split among the sets averaged.")
 
     def validate(self) -> None:
         """Reject values that cannot train, naming the field."""
@@ -121,6 +147,28 @@ class TrainConfig:
                                   hint="e.g. auto, adamw_torch_fused, adamw_torch, adafactor, sgd")
         if self.qlora and not self.lora:
             self.lora = True  # QLoRA is LoRA on a 4-bit base
+        self._validate_part_a()
+        self._validate_part_b()
+
+    def _validate_part_a(self) -> None:
+        """Schedules, symmetric-loss weights (issue 11 part A)."""
+        if self.warmup_steps < 0:
+            raise ConfigError(f"field 'warmup_steps': must be >= 0, got {self.warmup_steps}")
+        if self.lr_cycles < 1:
+            raise ConfigError(f"field 'lr_cycles': must be >= 1, got {self.lr_cycles}")
+        for name in ("q2d_weight", "d2q_weight"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"field '{name}': must be >= 0, got {getattr(self, name)}")
+        if self.loss == "symmetric" and self.q2d_weight + self.d2q_weight <= 0:
+            raise ConfigError("field 'q2d_weight': q2d_weight and d2q_weight are both 0: the loss would be 0",
+                              hint="e.g. --q2d-weight 0.2 --d2q-weight 0.8")
+
+    def _validate_part_b(self) -> None:
+        """Trackers (issue 11 part B): known names, `none` alone, the package installed."""
+        from pipe_embed.training.tracking import check_installed, normalize_report_to
+
+        self.report_to = normalize_report_to(self.report_to)
+        check_installed([t for t in self.report_to if t != "tensorboard"])  # TensorBoard is optional, as before
 
 
 @dataclass
@@ -164,13 +212,12 @@ SEED_FIELDS: dict[str, str | None] = {
     "optim.weight_decay": "weight_decay",
     "optim.warmup_ratio": "warmup_ratio",
     "data.pairs_path": "pairs_path",
-    "data.stream": None,
+    "data.stream": "stream",
     "output.save_dir": "export_dir",
     "output.save_name": "export_dir",
     "output.save_metrics": None,
 }
 SEED_IGNORED = {
-    "data.stream": "rows are read into an Arrow table; streaming is not needed at glossary scale",
     "output.save_metrics": "metrics.json is always written into the artifact",
 }
 SEED_SECTIONS = ("hf", "device", "train", "optim", "data", "output")

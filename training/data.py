@@ -13,17 +13,30 @@ comparison. The counts of padded and dropped anchors go into the artifact's stat
 An anchor with several positives (a term with several definitions) gives one row per positive; the
 rows share the anchor text, so the NoDuplicatesBatchSampler never puts two of them in one batch
 (where each would be the other's false negative).
+
+With `stream`, the pairs file is never held in memory: one pass counts rows and negatives and
+keeps a bounded sample of positives to pad from, then every pass over the data reads the file
+again, line by line, into a shuffle buffer and a streaming no-duplicates batcher (see `stream_rows`).
 """
 
 from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
-from pipe_embed.pipeline.core.pairs import normalize_key
+from pipe_embed.pipeline.core.pairs import (
+    iter_jsonl,
+    normalize_key,
+    read_pairs,
+    to_canonical,
+)
+
+SHUFFLE_BUFFER = 10_000  # rows held at once to shuffle a streamed file
+PAD_POOL = 10_000  # positives sampled (reservoir) to pad streamed rows short of negatives
 
 
 @dataclass
@@ -32,13 +45,18 @@ class TrainingRows:
 
     columns: dict[str, list[str]]
     stats: dict[str, Any] = field(default_factory=dict)
+    stream: Callable[[], Iterator[dict[str, str]]] | None = None  # streamed: rows made on each pass
 
     @property
     def num_rows(self) -> int:
+        if self.stream is not None:
+            return int(self.stats["rows"])
         return len(self.columns.get("anchor", []))
 
     @property
     def num_negatives(self) -> int:
+        if self.stream is not None:
+            return int(self.stats["negatives_per_row"])
         return sum(1 for name in self.columns if name.startswith("negative_"))
 
 
@@ -62,6 +80,13 @@ def _clean_negatives(row: dict[str, Any], exclude: set[str]) -> list[str]:
     return kept
 
 
+def _prepare(row: dict[str, Any]) -> tuple[list[str], set[str], list[str]]:
+    """A row's positives, the normalised texts its negatives must avoid, and its cleaned negatives."""
+    positives = [p for p in (row.get("positives") or [row["positive"]]) if isinstance(p, str) and p.strip()]
+    exclude = {normalize_key(p) for p in positives} | {normalize_key(row["anchor"])}
+    return positives, exclude, _clean_negatives(row, exclude)
+
+
 def build_rows(rows: Sequence[dict[str, Any]], *, max_negatives: int = 0,
                pad: Literal["random", "drop"] = "random", seed: int = 42) -> TrainingRows:
     """Canonical pairs rows -> training columns with exactly k negatives per row (see module doc).
@@ -69,11 +94,7 @@ def build_rows(rows: Sequence[dict[str, Any]], *, max_negatives: int = 0,
     `max_negatives` 0 takes k = the most negatives any anchor has; anchors with more are truncated
     to their first (hardest) k.
     """
-    prepared = []
-    for row in rows:
-        positives = [p for p in (row.get("positives") or [row["positive"]]) if isinstance(p, str) and p.strip()]
-        exclude = {normalize_key(p) for p in positives} | {normalize_key(row["anchor"])}
-        prepared.append((row, positives, exclude, _clean_negatives(row, exclude)))
+    prepared = [(row, *_prepare(row)) for row in rows]
     most = max((len(negs) for *_, negs in prepared), default=0)
     k = min(max_negatives, most) if max_negatives > 0 else most
 
@@ -141,11 +162,198 @@ def _draw_fillers(pool: list[str], count: int, exclude: set[str], rng: random.Ra
     return picked
 
 
-def to_dataset(rows: TrainingRows) -> Any:
-    """The columns as a `datasets.Dataset` in loss order: anchor, positive, negative_1..k."""
-    from datasets import Dataset
+# -- streaming: a pairs file larger than memory --------------------------------------------------------
 
+def iter_pairs(path: str | Path) -> Iterator[dict[str, Any]]:
+    """Canonical rows of a pairs JSONL file, one line at a time (a bad line names file and line)."""
+    path = Path(path)
+    for number, obj in iter_jsonl(path, "pairs file"):
+        yield to_canonical(obj, path, number)
+
+
+class PairsFile:
+    """A pairs file read lazily: every iteration opens it again and yields canonical rows one by one."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return iter_pairs(self.path)
+
+    def __repr__(self) -> str:
+        return f"PairsFile({str(self.path)!r})"
+
+
+def load_pairs(path: str | Path, *, stream: bool = False) -> list[dict[str, Any]] | PairsFile:
+    """The rows of a pairs file: all of them in a list, or (stream) a lazy re-readable PairsFile."""
+    return PairsFile(path) if stream else read_pairs(path)
+
+
+def shuffled(rows: Iterable[Any], buffer: int, rng: random.Random) -> Iterator[Any]:
+    """Rows in a random order while holding at most `buffer` of them (a streaming shuffle)."""
+    held: list[Any] = []
+    for row in rows:
+        if len(held) < buffer:
+            held.append(row)
+            continue
+        i = rng.randrange(buffer)
+        yield held[i]
+        held[i] = row
+    rng.shuffle(held)
+    yield from held
+
+
+def pack_batches(rows: Iterable[dict[str, str]], batch_size: int,
+                 max_waiting: int = SHUFFLE_BUFFER) -> Iterator[dict[str, str]]:
+    """Rows regrouped so that each run of `batch_size` rows holds no text twice (streaming no-duplicates).
+
+    What NoDuplicatesBatchSampler does for an in-memory table, for a stream: a row sharing a text
+    with the batch being filled waits for a later batch. The data loader cuts the stream every
+    `batch_size` rows, so only whole batches leave until the input ends; the last few rows fill
+    the tail even if a text repeats (rare: it takes rows that conflict with every batch left), and
+    at most `max_waiting` rows wait (a text shared by very many rows may then repeat in a batch).
+    """
+    batch: list[dict[str, str]] = []
+    keys: set[str] = set()
+    waiting: list[tuple[dict[str, str], set[str]]] = []
+
+    def place(row: dict[str, str], row_keys: set[str]) -> bool:
+        if row_keys & keys:
+            return False
+        batch.append(row)
+        keys.update(row_keys)
+        return True
+
+    def flush() -> Iterator[dict[str, str]]:
+        """Yield the full batch, start a new one from the waiting rows; repeat while batches fill."""
+        nonlocal batch, keys, waiting
+        while len(batch) == batch_size:
+            yield from batch
+            batch, keys = [], set()
+            still = []
+            for row, row_keys in waiting:
+                if len(batch) == batch_size or not place(row, row_keys):
+                    still.append((row, row_keys))
+            waiting = still
+
+    def force_oldest() -> None:
+        row, row_keys = waiting.pop(0)
+        batch.append(row)
+        keys.update(row_keys)
+
+    for row in rows:
+        row_keys = {normalize_key(text) for text in row.values()}
+        if not place(row, row_keys):
+            waiting.append((row, row_keys))
+            if len(waiting) > max_waiting:  # one text in very many rows: bound the memory, allow a repeat
+                force_oldest()
+        yield from flush()
+    while waiting:  # the input ended: no later batch for rows that conflict with every one left
+        still = []
+        for row, row_keys in waiting:
+            if len(batch) == batch_size or not place(row, row_keys):
+                still.append((row, row_keys))
+        waiting = still
+        if waiting and len(batch) < batch_size:
+            force_oldest()
+        yield from flush()
+    yield from batch
+
+
+def stream_rows(source: Iterable[dict[str, Any]], *, batch_size: int, max_negatives: int = 0,
+                pad: Literal["random", "drop"] = "random", seed: int = 42,
+                buffer: int = SHUFFLE_BUFFER, pool_size: int = PAD_POOL) -> TrainingRows:
+    """`build_rows` for data read lazily: `source` is iterated afresh on every pass and never held.
+
+    One planning pass counts anchors, rows and negatives (the same stats as build_rows) and keeps a
+    reservoir sample of `pool_size` positives to pad from. Each pass of training then reads the source
+    again, pads or drops short anchors, shuffles through a `buffer`-row window (seed + pass number)
+    and packs batches free of duplicate texts.
+    """
+    rng = random.Random(seed)
+    by_count: Counter[int] = Counter()  # cleaned negatives -> anchors
+    rows_by_count: Counter[int] = Counter()  # cleaned negatives -> rows (one per positive)
+    unmined_by_count: Counter[int] = Counter()
+    multi_by_count: Counter[int] = Counter()
+    pool: list[str] = []
+    seen = 0
+    for row in source:
+        positives, _exclude, negatives = _prepare(row)
+        n = len(negatives)
+        by_count[n] += 1
+        rows_by_count[n] += len(positives)
+        unmined_by_count[n] += not row.get("hard_negatives")
+        multi_by_count[n] += len(positives) > 1
+        for text in positives:
+            seen += 1
+            if len(pool) < pool_size:
+                pool.append(text)
+            else:
+                j = rng.randrange(seen)
+                if j < pool_size:
+                    pool[j] = text
+    most = max(by_count, default=0)
+    k = min(max_negatives, most) if max_negatives > 0 else most
+    short = [n for n in by_count if n < k]
+    kept = [n for n in by_count if n >= k or pad == "random"]
+    stats = {"anchors": sum(by_count.values()), "rows": sum(rows_by_count[n] for n in kept),
+             "negatives_per_row": k,
+             "anchors_padded": sum(by_count[n] for n in short) if pad == "random" else 0,
+             "negatives_padded": sum((k - n) * by_count[n] for n in short) if pad == "random" else 0,
+             "anchors_dropped_short": 0 if pad == "random" else sum(by_count[n] for n in short),
+             "anchors_truncated": sum(by_count[n] for n in by_count if n > k),
+             "anchors_without_mined": sum(unmined_by_count[n] for n in kept),
+             "anchors_multi_positive": sum(multi_by_count[n] for n in kept), "pad_negatives": pad,
+             "stream": True}
+    names = negative_columns(k)
+    passes = 0
+
+    def rows_of_pass(pass_rng: random.Random) -> Iterator[dict[str, str]]:
+        for row in source:
+            positives, exclude, negatives = _prepare(row)
+            negatives = negatives[:k]
+            missing = k - len(negatives)
+            if missing:
+                if pad == "drop":
+                    continue
+                fill = _draw_fillers(pool, missing, exclude | {normalize_key(n) for n in negatives}, pass_rng)
+                if len(fill) < missing:
+                    continue  # the pad sample is too small to pad from
+                negatives = negatives + fill
+            for positive in positives:
+                yield {"anchor": row["anchor"], "positive": positive, **dict(zip(names, negatives))}
+
+    def generate() -> Iterator[dict[str, str]]:
+        nonlocal passes
+        pass_rng = random.Random(seed + passes)
+        passes += 1
+        yield from pack_batches(shuffled(rows_of_pass(pass_rng), buffer, pass_rng), batch_size)
+
+    return TrainingRows(columns={}, stats=stats, stream=generate)
+
+
+def to_dataset(rows: TrainingRows) -> Any:
+    """The columns as a `datasets.Dataset` in loss order: anchor, positive, negative_1..k.
+
+    Streamed rows become an `IterableDataset` that reads the source on demand, pass after pass.
+    """
+    from datasets import Dataset, Features, IterableDataset, Value
+
+    if rows.stream is not None:
+        names = ["anchor", "positive", *negative_columns(rows.num_negatives)]
+        return IterableDataset.from_generator(rows.stream, features=Features(dict.fromkeys(names, Value("string"))))
     return Dataset.from_dict(rows.columns)
 
 
-__all__ = ["TrainingRows", "build_rows", "to_dataset", "negative_columns"]
+__all__ = [
+    "PairsFile",
+    "TrainingRows",
+    "build_rows",
+    "iter_pairs",
+    "load_pairs",
+    "negative_columns",
+    "pack_batches",
+    "shuffled",
+    "stream_rows",
+    "to_dataset",
+]

@@ -31,7 +31,7 @@ from pipe_embed.pipeline.core.models import (
     resolve_model,
     resolve_model_ref,
 )
-from pipe_embed.pipeline.core.pairs import pairs_file, read_pairs
+from pipe_embed.pipeline.core.pairs import pairs_file
 from pipe_embed.pipeline.core.store import Artifact, RunOutcome, StageResult, Store
 from pipe_embed.training.callbacks import (
     STEP_LOG,
@@ -54,7 +54,9 @@ from pipe_embed.training.config import TrainConfig
 from pipe_embed.training.data import (
     TrainingRows,
     build_rows,
+    load_pairs,
     negative_columns,
+    stream_rows,
     to_dataset,
 )
 from pipe_embed.training.evaluate import (
@@ -68,6 +70,18 @@ from pipe_embed.training.evaluate import (
     warn_once,
 )
 from pipe_embed.training.lora import add_lora, lora_error, merge_lora
+from pipe_embed.training.pooling import configure_pooling
+from pipe_embed.training.schedules import schedule_arguments
+# issue 11 part B: several eval sets, experiment tracking
+from pipe_embed.training.evaldata import (
+    EvalSet,
+    final_set_metrics,
+    fingerprints,
+    load_eval_sets,
+    mean_metric_key,
+    sets_evaluator,
+)
+from pipe_embed.training.tracking import trainer_report_to, tracked_training
 
 STAGE = "train"
 FORMAT_VERSION = 1
@@ -131,13 +145,8 @@ def prepare_model(config: TrainConfig, device: str) -> Any:
         model[0].processor = AutoTokenizer.from_pretrained(resolve_model(config.tokenizer),
                                                            trust_remote_code=config.trust_remote_code,
                                                            local_files_only=config.local_files_only)
-    if config.pooling != "model":
-        from sentence_transformers.sentence_transformer.modules import Pooling
-
-        poolers = [m for m in model if isinstance(m, Pooling)]
-        if not poolers:
-            raise ConfigError(f"field 'pooling': the model {config.model} has no Pooling module to override")
-        poolers[0].pooling_mode = config.pooling
+    configure_pooling(model, pooling=config.pooling, pool_prompt=config.pool_prompt,
+                      padding_side=config.padding_side, model_name=config.model)
     if config.max_length:
         model.max_seq_length = config.max_length
     if config.query_max_length or config.passage_max_length:
@@ -167,6 +176,11 @@ def build_loss(config: TrainConfig, model: Any, device: str) -> Any:
     """MNRL (default), cached MNRL (GradCache) or GIST with a guide model; temperature = 1/scale."""
     from sentence_transformers.sentence_transformer import losses
 
+    if config.loss == "symmetric":
+        from pipe_embed.training.losses import symmetric_loss
+
+        return symmetric_loss(model, q2d_weight=config.q2d_weight, d2q_weight=config.d2q_weight,
+                              temperature=config.temperature)
     if config.loss == "mnrl":
         return losses.MultipleNegativesRankingLoss(model, scale=1.0 / (config.temperature or 0.05))
     if config.loss == "cached-mnrl":
@@ -227,7 +241,8 @@ def training_arguments(config: TrainConfig, output_dir: Path, device: str, *, ha
             gradient_accumulation_steps=config.grad_accum_steps,
             learning_rate=config.lr,
             weight_decay=config.weight_decay,
-            warmup_ratio=config.warmup_ratio,
+            **schedule_arguments(lr_scheduler=config.lr_scheduler, warmup_steps=config.warmup_steps,
+                                 warmup_ratio=config.warmup_ratio, lr_cycles=config.lr_cycles),
             **({} if config.optimizer == "auto" else {"optim": config.optimizer}),
             fp16=fp16,
             bf16=bf16,
@@ -235,12 +250,12 @@ def training_arguments(config: TrainConfig, output_dir: Path, device: str, *, ha
             dataloader_num_workers=config.num_workers,
             seed=config.seed,
             data_seed=config.seed,
-            batch_sampler=BatchSamplers.NO_DUPLICATES,
+            batch_sampler=BatchSamplers.BATCH_SAMPLER if config.stream else BatchSamplers.NO_DUPLICATES,
             prompts=prompts or None,
             router_mapping=router or None,
             save_total_limit=config.keep_checkpoints,
             logging_steps=1,
-            report_to="none",
+            report_to=trainer_report_to(config.report_to) or "none",  # mlflow/wandb into the run pipe opened
             disable_tqdm=True,
             restore_callback_states_from_checkpoint=True,
             **_checkpointing_flag(config.grad_checkpointing),
@@ -411,23 +426,33 @@ def dev_metric_key(model: Any, config: TrainConfig) -> str:
 
 
 def build_trainer(config: TrainConfig, model: Any, rows: TrainingRows, dev: RetrievalTask | None, run: RunDir,
-                  device: str, callbacks: Sequence[Any]) -> Any:
-    """The sentence-transformers trainer with our arguments, loss, dev evaluator, logs and progress bar."""
+                  device: str, callbacks: Sequence[Any], eval_sets: Sequence[EvalSet] = ()) -> Any:
+    """The sentence-transformers trainer with our arguments, loss, dev evaluator, logs and progress bar.
+
+    With `eval_sets` (issue 11 part B) every set is scored and their mean picks the best checkpoint.
+    """
     from transformers import EarlyStoppingCallback, PrinterCallback
 
-    args = training_arguments(config, run.checkpoints, device, has_dev=dev is not None,
-                              num_negatives=rows.num_negatives, metric_key=dev_metric_key(model, config))
-    ours: list[Any] = [JsonLogCallback(run.logs / STEP_LOG), EpochEndCallback(evaluate=dev is not None),
-                       ProgressCallback("train", metric=config.metric)]
-    if dev is not None and config.patience:
+    has_dev = dev is not None or bool(eval_sets)
+    metric_key = mean_metric_key(model.similarity_fn_name, config.metric) if eval_sets else dev_metric_key(model, config)
+    args = training_arguments(config, run.checkpoints, device, has_dev=has_dev,
+                              num_negatives=rows.num_negatives, metric_key=metric_key)
+    if rows.stream is not None and args.max_steps <= 0:  # a stream has no length: plan the steps ourselves
+        args.max_steps = plan_steps(config, rows.num_rows).steps
+    ours: list[Any] = [JsonLogCallback(run.logs / STEP_LOG), EpochEndCallback(evaluate=has_dev),
+                       ProgressCallback("train", metric=config.metric, key=metric_key if eval_sets else None)]
+    if has_dev and config.patience:
         ours.append(EarlyStoppingCallback(early_stopping_patience=config.patience))
-    tensorboard = _tensorboard_callback(run.logs / "tensorboard")
+    tensorboard = _tensorboard_callback(run.logs / "tensorboard") if "tensorboard" in config.report_to else None
     if tensorboard is not None:
         ours.append(tensorboard)
+    if eval_sets:
+        evaluator = sets_evaluator(eval_sets, args.per_device_eval_batch_size)
+    else:
+        evaluator = dev_evaluator(dev, args.per_device_eval_batch_size) if dev is not None else None
     trainer = trainer_class()(
         model=model, args=args, train_dataset=to_dataset(rows), loss=build_loss(config, model, device),
-        evaluator=dev_evaluator(dev, args.per_device_eval_batch_size) if dev is not None else None,
-        callbacks=[*ours, *callbacks])
+        evaluator=evaluator, callbacks=[*ours, *callbacks])
     trainer.remove_callback(PrinterCallback)
     return trainer
 
@@ -523,8 +548,12 @@ def write_report(config: TrainConfig, rows: TrainingRows, run: RunDir, trained: 
 
 
 def train_in_dir(config: TrainConfig, rows: TrainingRows, dev: RetrievalTask | None, work: Path, *,
-                 data_ref: str | None = None, callbacks: Sequence[Any] = (), verbose: bool = False) -> StageResult:
-    """Train into `work` (resuming from its last checkpoint), save the model, logs and metrics."""
+                 data_ref: str | None = None, callbacks: Sequence[Any] = (), verbose: bool = False,
+                 eval_sets: Sequence[EvalSet] = ()) -> StageResult:
+    """Train into `work` (resuming from its last checkpoint), save the model, logs and metrics.
+
+    `eval_sets` (see training.evaldata) are scored at every evaluation; their mean picks the best checkpoint.
+    """
     import transformers
 
     device = start_device(config)
@@ -533,12 +562,19 @@ def train_in_dir(config: TrainConfig, rows: TrainingRows, dev: RetrievalTask | N
     with quiet_libraries(verbose):
         transformers.set_seed(config.seed)
         ready = load_trainable_model(config, device, dev, run)
-        trainer = build_trainer(config, ready.model, rows, dev, run, device, callbacks)
+        trainer = build_trainer(config, ready.model, rows, dev, run, device, callbacks, eval_sets)
         output = fit(trainer, run)
         change = check_learned(ready.baseline, trainer.model, plan)
         trained = pick_best(config, trainer, output, dev, run, device, change)
         save_model(config, trained, ready, run)
-    return write_report(config, rows, run, trained, ready.base_dev, device, data_ref)
+    result = write_report(config, rows, run, trained, ready.base_dev, device, data_ref)
+    if eval_sets:  # issue 11 part B: each set's scores and their mean, for the kept checkpoint
+        sets = final_set_metrics(read_log(run.logs / STEP_LOG), _checkpoint_step(trained.state.best_model_checkpoint),
+                                 eval_sets, trained.model)
+        result.metrics["eval_sets"] = sets
+        result.headline[f"eval_mean_{config.metric}"] = round(sets["mean"][config.metric], 4)
+        (run.work / "metrics.json").write_text(json.dumps(result.metrics, indent=2) + "\n", encoding="utf-8")
+    return result
 
 
 def _logged_dev_metrics(entries: list[dict[str, Any]], state: Any, metric_key: str,
@@ -626,7 +662,7 @@ def resolve_data(store: Store, config: TrainConfig, data: str | Artifact | None)
         artifact = store.resolve(data)
     elif config.pairs_path:
         path = Path(config.pairs_path)
-        rows = read_pairs(path)
+        rows = load_pairs(path, stream=config.stream)
         warn(f"{path}: a plain pairs file has no dev split: training without evaluation or early stopping")
         return TrainingData(None, rows, None, str(path), {"pairs_sha256": hash_file(path)})
     else:
@@ -639,7 +675,7 @@ def resolve_data(store: Store, config: TrainConfig, data: str | Artifact | None)
     if not train_path.is_file():
         raise PipeError(f"{artifact.ref}: has no {train_path.name} to train on",
                         hint="pass a mine or compose artifact with --from")
-    rows = read_pairs(train_path)
+    rows = load_pairs(train_path, stream=config.stream)
     dev = None
     try:
         dev = retrieval_task(data_dir_for(store, artifact), "dev")
@@ -656,6 +692,9 @@ def training_rows(config: TrainConfig, source: TrainingData) -> TrainingRows:
     if config.loss == "gist" and max_negatives != 1:
         info("gist takes at most one mined negative per row: using each anchor's first (hardest)")
         max_negatives = 1
+    if config.stream:  # streamed: a pass to count, then read again on every pass (issue 11 part A)
+        return stream_rows(source.rows, batch_size=config.batch_size, max_negatives=max_negatives,
+                           pad=config.pad_negatives, seed=config.seed)
     return build_rows(source.rows, max_negatives=max_negatives, pad=config.pad_negatives, seed=config.seed)
 
 
@@ -709,15 +748,24 @@ def run_train(store: Store, config: TrainConfig, data: str | Artifact | None = N
     source = resolve_data(store, loaded, data)
     rows = training_rows(loaded, source)
     extra = version_extra(loaded, source)  # also fails on a model directory that is not there
+    # issue 11 part B: more eval sets (their data is part of the version), and a tracker run per training
+    eval_sets = load_eval_sets(store, loaded.eval_data, source.dev, loaded.eval_with_dev)
+    if eval_sets:
+        extra["eval_sets"] = fingerprints(eval_sets)
+    with tracked_training(loaded.report_to, store.root, experiment=loaded.experiment, params=as_dict(config),
+                          data_ref=source.source) as tracker:
 
-    def build(work: Path) -> StageResult:
-        report_rows(rows)
-        return train_in_dir(loaded, rows, source.dev, work, data_ref=source.source, callbacks=callbacks,
-                            verbose=verbose)
+        def build(work: Path) -> StageResult:
+            report_rows(rows)
+            tracker.start(work)  # only when training really runs: a cache hit opens no run
+            return train_in_dir(loaded, rows, source.dev, work, data_ref=source.source, callbacks=callbacks,
+                                verbose=verbose, eval_sets=eval_sets)
 
-    outcome = store.run(stage=STAGE, format_version=FORMAT_VERSION, config=config,
-                        inputs=[source.artifact] if source.artifact is not None else [], build=build,
-                        extra=extra, force=force, resumable=True)
+        outcome = store.run(stage=STAGE, format_version=FORMAT_VERSION, config=config,
+                            inputs=[source.artifact] if source.artifact is not None else [], build=build,
+                            extra=extra, force=force, resumable=True)
+        if tracker.started:
+            tracker.finish(outcome.artifact.path, outcome.artifact.ref, outcome.artifact.metrics)
     if config.export_dir:
         export_model(outcome.artifact, Path(config.export_dir))
     return outcome

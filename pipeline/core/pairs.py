@@ -19,7 +19,7 @@ import numbers
 import os
 import re
 import unicodedata
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -278,3 +278,60 @@ def read_corpus(path: str | Path) -> list[dict[str, Any]]:
             obj["id"] = as_text(ident, path, number, "id")
         rows.append(obj)
     return rows
+
+
+# -- Hugging Face datasets ------------------------------------------------------------------------
+HF_STRING_LISTS = ("positives", "positive_ids", "hard_negatives", "negative_ids")
+HF_FLOAT_LISTS = ("negative_scores",)
+HF_FLOATS = ("positive_score",)
+
+
+def _hf_feature(name: str, values: list[Any]) -> tuple[Any, Any]:
+    """The datasets type of one column, and a converter when its values have no single JSON type."""
+    import datasets
+
+    present = [v for v in values if v is not None]
+    if name in HF_STRING_LISTS:
+        return datasets.Sequence(datasets.Value("string")), None
+    if name in HF_FLOAT_LISTS:
+        return datasets.Sequence(datasets.Value("float64")), None
+    if name in HF_FLOATS:
+        return datasets.Value("float64"), None
+    if present and all(isinstance(v, dict) for v in present):
+        keys = list(dict.fromkeys(k for v in present for k in v))
+        if all(isinstance(x, str) or x is None for v in present for x in v.values()):
+            return ({k: datasets.Value("string") for k in keys},
+                    lambda v: None if v is None else {k: v.get(k) for k in keys})
+    elif all(isinstance(v, str) for v in present):
+        return datasets.Value("string"), None
+    elif all(isinstance(v, bool) for v in present):
+        return datasets.Value("bool"), None
+    elif all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present):
+        return datasets.Value("int64" if all(isinstance(v, int) for v in present) else "float64"), None
+    elif all(isinstance(v, list) and all(isinstance(x, str) for x in v) for v in present):
+        return datasets.Sequence(datasets.Value("string")), None
+    return datasets.Value("string"), lambda v: None if v is None else json.dumps(v, ensure_ascii=False)
+
+
+def hf_schema(rows: Sequence[dict[str, Any]]) -> tuple[Any, dict[str, list[Any]]]:
+    """`datasets.Features` and columns of pairs (or corpus) rows: every row the same columns (None where
+    absent), lists of texts typed as such even when every one is empty, a column of mixed types as JSON text."""
+    import datasets
+
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    features, data = {}, {}
+    for name in columns:
+        values = [row.get(name) for row in rows]
+        features[name], convert = _hf_feature(name, values)
+        data[name] = [convert(v) for v in values] if convert else values
+    return datasets.Features(features), data
+
+
+def hf_features(*paths: str | Path) -> Any:
+    """The `datasets.Features` of pipe's JSONL files, for loading several at once:
+
+    `load_dataset("json", data_files={"train": …, "dev": …}, features=hf_features(train, dev))`.
+    JSON cannot type an empty list, so a split whose lists are all empty would be read as null-typed
+    and clash with the others; one file alone loads without it.
+    """
+    return hf_schema([row for path in paths for row in read_jsonl(path)])[0]

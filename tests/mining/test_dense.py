@@ -134,3 +134,60 @@ def test_knn_path_and_index_path_agree(vectors):
     via_index = search_index(build_index(corpus), queries, 12, batch_size=50)
     via_knn = knn_search(queries, corpus, 12, batch_size=33)
     assert (via_index.ids == via_knn.ids).all() and np.allclose(via_index.scores, via_knn.scores, atol=1e-5)
+
+
+# -- backends: speed, never vectors ---------------------------------------------------------------
+
+def test_the_cache_is_shared_by_every_backend(tiny_model_path: Path, tmp_path: Path):
+    torch_encoder = Encoder(tiny_model_path, backend="torch", cache_root=tmp_path)
+    vecs = torch_encoder.encode(TEXTS)
+    assert torch_encoder.backend_name == "torch" and torch_encoder.cache.dir.name == torch_encoder.fingerprint
+    auto = Encoder(tiny_model_path, backend="auto", cache_root=tmp_path)
+    assert np.array_equal(auto.encode(TEXTS), vecs)
+    assert auto.encoded == 0 and auto._model is None
+
+
+def test_vectors_cached_under_the_old_backend_namespace_are_kept(tiny_model_path: Path, tmp_path: Path):
+    from pipe_embed.pipeline.core.models import model_fingerprint
+
+    old = EmbeddingCache(tmp_path, f"{model_fingerprint(tiny_model_path)}-torch")
+    old.put(text_keys(TEXTS), np.eye(len(TEXTS), 8, dtype=np.float32))
+    enc = Encoder(tiny_model_path, cache_root=tmp_path)
+    assert np.array_equal(enc.encode(TEXTS), np.eye(len(TEXTS), 8, dtype=np.float32)) and enc.encoded == 0
+
+
+def test_an_asked_backend_that_is_missing_fails_before_any_work(tiny_model_path: Path, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch):
+    from pipe_embed.pipeline.core import encoders
+    from pipe_embed.pipeline.core.errors import MissingDependency
+
+    monkeypatch.setitem(encoders.BACKEND_MODULES, "openvino", ("pipe_embed_no_such_runtime",))
+    with pytest.raises(MissingDependency, match=r'pip install "pipe-embed\[openvino\]"'):
+        Encoder(tiny_model_path, backend="openvino", cache_root=tmp_path)
+
+
+def test_mining_with_auto_picks_the_same_negatives_as_torch(tiny_model_path: Path, tmp_path: Path):
+    """Real tiny model, real fast backend: the same artifact version and the same negatives as torch."""
+    from pipe_embed.mining.stage import MineConfig, cache_root, make_encoder, run_mine
+    from pipe_embed.pipeline.core import encoders
+    from pipe_embed.pipeline.core.pairs import read_pairs
+    from pipe_embed.pipeline.core.store import Store
+
+    from tests.mining.conftest import make_compose
+
+    if not any(encoders.backend_installed(b) for b in encoders.FAST_BACKENDS):
+        pytest.skip('no fast backend installed (pip install "pipe-embed[openvino]")')
+    out = {}
+    for backend in ("torch", "auto"):
+        store = Store(tmp_path / backend / "data")
+        compose = make_compose(store)
+        config = MineConfig(method="faiss", model=str(tiny_model_path), backend=backend, relative_margin=0.0)
+        encoder = make_encoder(config, cache_root(store))
+        art = run_mine(store, config, compose, encoder=encoder).artifact
+        out[backend] = (art.version, encoder, {r["id"]: r["negative_ids"] for r in read_pairs(art.file("pairs.jsonl"))})
+    (torch_version, torch_encoder, torch_negs), (auto_version, auto_encoder, auto_negs) = out["torch"], out["auto"]
+    assert torch_encoder.backend_name == "torch"
+    assert auto_encoder.backend_name in encoders.FAST_BACKENDS and "cosine" in auto_encoder.note
+    assert (tmp_path / "auto" / "data" / ".cache" / "backends" / auto_encoder.fingerprint).is_dir()
+    assert auto_version == torch_version  # the backend is not part of the version
+    assert auto_negs == torch_negs and sum(map(len, torch_negs.values())) > 0
