@@ -1,18 +1,27 @@
-"""Dense mining against sentence-transformers' `mine_hard_negatives`, the cache, and memory at 200k texts.
+"""Dense mining against sentence-transformers' `mine_hard_negatives`, encode speed per backend, the cache, memory.
 
-Part `compare` (20k WordNet synsets: first lemma -> gloss, lemmas and glosses unique, seeded sample):
-the mine stage (`run_mine`, method faiss) and `sentence_transformers.util.mine_hard_negatives`
-(use_faiss=True, output_format="triplet") with equal settings: range_max 30, 3 negatives, relative
-margin 0.05, top sampling, batch size 64, the same already-loaded all-MiniLM-L6-v2 (load time
-excluded for both, warmed up by one batch). Reported: wall times and their ratio, agreement of the chosen negatives per
-anchor, and a second mine-stage run (--force) that finds every vector in the embedding cache.
+Part `compare` (20k WordNet synsets: first lemma -> gloss, lemmas and glosses unique, seeded sample)
+and part `chess` (the main job's data: the bundled Glossary of chess, crawled --dry-run and composed
+with data/sample/pipe.toml): the mine stage (`run_mine`, method faiss, backend auto) and
+`sentence_transformers.util.mine_hard_negatives` (use_faiss=True, output_format="triplet", the same
+candidate corpus) with equal settings: range_max 30, 3 negatives, relative margin 0.05, top sampling,
+batch size 64. The peer gets an already-loaded, warmed-up torch all-MiniLM-L6-v2 (load excluded); the
+mine stage's time includes everything it does from a cold store: loading the model, exporting it for
+the fast backend and the cosine check. The machine is shared, so the two sides alternate (ours, peer,
+peer, ours, ...) and every run records the load average; the ratio is taken from the medians. Also
+reported: agreement of the chosen negatives per anchor (Jaccard) and a mine-stage rerun (--force)
+that finds every vector in the embedding cache.
+
+Part `throughput`: texts/s of each installed backend (torch, openvino, onnx) on 2,000 WordNet lemmas
+and 500 glosses, backends alternating round by round, the export time, and the smallest cosine to
+torch's vectors over all of them.
 
 Part `rss` (200k candidate texts, 200k anchors): peak RSS of the mine stage in a child process with
 the embedding cache filled beforehand with random unit vectors under the bundled model's weight
 hash, so the stage runs its real path (cache lookup, FAISS flat search in chunks, selection,
 writing, diagnostics) but never loads the model: "model excluded". Imports (torch, faiss, …) count.
 
-    python benchmarks/bench_dense.py [--part compare|rss|all] [--pairs 20000] [--rss-texts 200000]
+    python benchmarks/bench_dense.py [--part compare|chess|throughput|rss|all] [--pairs 20000] [--repeats 2]
 """
 
 from __future__ import annotations
@@ -21,6 +30,8 @@ import argparse
 import json
 import os
 import platform
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -33,8 +44,8 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 from pipe_embed.pipeline.core.console import set_verbosity  # noqa: E402
-from pipe_embed.pipeline.core.pairs import read_pairs  # noqa: E402
-from pipe_embed.pipeline.core.store import Store  # noqa: E402
+from pipe_embed.pipeline.core.pairs import CORPUS_FILE, pairs_file, read_corpus, read_pairs  # noqa: E402
+from pipe_embed.pipeline.core.store import Artifact, Store  # noqa: E402
 
 from benchmarks.child import run_child  # noqa: E402
 from benchmarks.wordnet_pairs import canonical, synset_rows, synsets, write_compose  # noqa: E402
@@ -42,48 +53,30 @@ from benchmarks.wordnet_pairs import canonical, synset_rows, synsets, write_comp
 SETTINGS = {"range_max": 30, "num_negatives": 3, "relative_margin": 0.05, "batch_size": 64}
 
 
-def compare(pairs: int) -> dict:
-    """The mine stage vs mine_hard_negatives on the same pairs and model; then the cached rerun."""
-    from datasets import Dataset
-    from pipe_embed.mining.dense import Encoder
-    from pipe_embed.mining.stage import MineConfig, cache_root, run_mine
-    from pipe_embed.pipeline.core.models import load_model
-    from sentence_transformers.util import mine_hard_negatives
+def load() -> list[float]:
+    """The 1, 5 and 15 minute load averages, rounded."""
+    return [round(x, 2) for x in os.getloadavg()]
 
-    rows = synset_rows(pairs)
-    model = load_model(None)
-    model.encode([f"warm-up sentence number {i}" for i in range(64)], batch_size=64)  # first-call costs
-    out: dict = {"pairs": len(rows), "settings": SETTINGS}
-    with tempfile.TemporaryDirectory() as tmp:
-        store = Store(Path(tmp) / "data")
-        compose = write_compose(store, rows, "bench_dense")
-        config = MineConfig(method="faiss", **SETTINGS)
 
-        def ours(force: bool) -> tuple[float, dict]:
-            encoder = Encoder(None, batch_size=SETTINGS["batch_size"], cache_root=cache_root(store))
-            encoder._model = model  # the loaded model: load time excluded, as for the peer
-            start = time.perf_counter()
-            art = run_mine(store, config, compose, force=force, encoder=encoder).artifact
-            return time.perf_counter() - start, {"ref": art.ref, "stats": art.stats, "rows": read_pairs(art.file("pairs.jsonl"))}
+def library_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
 
-        first_s, first = ours(force=False)
-        print(f"mine stage, cold cache: {first_s:.1f}s", file=sys.stderr)
-        dataset = Dataset.from_dict({"anchor": [r["anchor"] for r in rows], "positive": [r["positive"] for r in rows]})
-        start = time.perf_counter()
-        peer = mine_hard_negatives(dataset, model, range_max=SETTINGS["range_max"], num_negatives=SETTINGS["num_negatives"],
-                                   relative_margin=SETTINGS["relative_margin"], sampling_strategy="top",
-                                   batch_size=SETTINGS["batch_size"], use_faiss=True, output_format="triplet",
-                                   verbose=False)
-        peer_s = time.perf_counter() - start
-        print(f"mine_hard_negatives: {peer_s:.1f}s", file=sys.stderr)
-        second_s, second = ours(force=True)
-        print(f"mine stage, warm cache: {second_s:.1f}s", file=sys.stderr)
+    out = {}
+    for pkg in ("torch", "transformers", "sentence-transformers", "openvino", "onnxruntime", "onnx", "faiss-cpu"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return out
 
+
+def agreement(rows: list[dict], peer: list[dict]) -> dict:
+    """Per-anchor Jaccard of our negatives and the peer's (anchors where both have none are counted apart)."""
     peer_negs: dict[str, set[str]] = {}
     for item in peer:
         peer_negs.setdefault(item["anchor"], set()).add(item["negative"])
     jaccard, share, both_empty = [], [], 0
-    for r in first["rows"]:
+    for r in rows:
         mine, theirs = set(r["hard_negatives"]), peer_negs.get(r["anchor"], set())
         if not mine and not theirs:
             both_empty += 1
@@ -91,24 +84,163 @@ def compare(pairs: int) -> dict:
         jaccard.append(len(mine & theirs) / len(mine | theirs))
         if mine:
             share.append(len(mine & theirs) / len(mine))
-    stats = first["stats"]
-    out.update({
-        "mine_stage_s": round(first_s, 2),
-        "mine_hard_negatives_s": round(peer_s, 2),
-        "wall_time_ratio": round(first_s / peer_s, 3),
-        "mine_stage_seconds": stats["seconds"],
-        "encoded_texts": stats["encoded_texts"],
-        "cached_rerun_s": round(second_s, 2),
-        "cached_rerun_encoded_texts": second["stats"]["encoded_texts"],
-        "cached_rerun_ratio": round(second_s / first_s, 4),
-        "agreement": {"anchors": len(first["rows"]), "anchors_both_without_negatives": both_empty,
-                      "mean_jaccard": round(float(np.mean(jaccard)), 4) if jaccard else None,
-                      "share_of_our_negatives_also_chosen_by_peer": round(float(np.mean(share)), 4) if share else None},
-        "negatives": {"mine_stage": stats["negatives"], "mine_hard_negatives": len(peer),
-                      "anchors_short_mine_stage": stats["short_of_negatives"],
-                      "anchors_with_3_negatives_peer": sum(1 for v in peer_negs.values() if len(v) >= 3),
-                      "dropped_mine_stage": stats["dropped"]},
-    })
+    return {"anchors": len(rows), "anchors_both_without_negatives": both_empty,
+            "mean_jaccard": round(float(np.mean(jaccard)), 4) if jaccard else None,
+            "anchors_not_identical": int(sum(1 for j in jaccard if j < 1.0)),
+            "share_of_our_negatives_also_chosen_by_peer": round(float(np.mean(share)), 4) if share else None,
+            "peer_negatives": len(peer), "peer_anchors_with_3_negatives": sum(1 for v in peer_negs.values() if len(v) >= 3)}
+
+
+def mine_vs_peer(compose_of, anchors: list[str], positives: list[str], corpus: list[str] | None,
+                 repeats: int, mine_settings: dict) -> dict:
+    """Alternate the mine stage (fresh store each time) and mine_hard_negatives; medians, loads, agreement."""
+    from datasets import Dataset
+    from pipe_embed.mining.dense import Encoder
+    from pipe_embed.mining.stage import MineConfig, cache_root, run_mine
+    from pipe_embed.pipeline.core.models import load_model
+    from sentence_transformers.util import mine_hard_negatives
+
+    model = load_model(None)
+    model.encode([f"warm-up sentence number {i}" for i in range(64)], batch_size=64)  # first-call costs
+    dataset = Dataset.from_dict({"anchor": anchors, "positive": positives})
+    config = MineConfig(method="faiss", **mine_settings)
+    runs: list[dict] = []
+    first_rows = first_stats = peer_result = None
+    order = [side for _ in range((repeats + 1) // 2) for side in ("ours", "peer", "peer", "ours")][: 2 * repeats]
+    for side in order:
+        before = load()
+        with tempfile.TemporaryDirectory() as tmp:
+            if side == "ours":
+                store = Store(Path(tmp) / "data")
+                compose = compose_of(store)
+                start = time.perf_counter()
+                encoder = Encoder(config.model, backend=config.backend, batch_size=config.batch_size,
+                                  cache_root=cache_root(store))
+                art = run_mine(store, config, compose, encoder=encoder).artifact
+                wall = time.perf_counter() - start
+                run = {"side": "mine stage", "wall_s": round(wall, 2), "backend": encoder.backend_name,
+                       "note": encoder.note, "seconds": art.stats["seconds"], "encoded_texts": art.stats["encoded_texts"]}
+                if first_rows is None:
+                    first_rows, first_stats = read_pairs(art.file("pairs.jsonl")), art.stats
+                    start = time.perf_counter()
+                    again = Encoder(config.model, backend=config.backend, batch_size=config.batch_size,
+                                    cache_root=cache_root(store))
+                    rerun = run_mine(store, config, compose, force=True, encoder=again).artifact
+                    run["cached_rerun_s"] = round(time.perf_counter() - start, 2)
+                    run["cached_rerun_encoded_texts"] = rerun.stats["encoded_texts"]
+            else:
+                start = time.perf_counter()
+                peer = mine_hard_negatives(dataset, model, corpus=corpus, range_max=mine_settings["range_max"],
+                                           num_negatives=mine_settings["num_negatives"],
+                                           relative_margin=mine_settings["relative_margin"], sampling_strategy="top",
+                                           batch_size=mine_settings["batch_size"], use_faiss=True,
+                                           output_format="triplet", verbose=False)
+                wall = time.perf_counter() - start
+                run = {"side": "mine_hard_negatives", "wall_s": round(wall, 2)}
+                peer_result = peer_result if peer_result is not None else list(peer)
+        run["load_before"], run["load_after"] = before, load()
+        print(f"{run['side']}: {run['wall_s']:.1f}s (load {before[0]} -> {run['load_after'][0]})"
+              + (f", {run['backend']}" if side == "ours" else ""), file=sys.stderr)
+        runs.append(run)
+    ours = [r["wall_s"] for r in runs if r["side"] == "mine stage"]
+    theirs = [r["wall_s"] for r in runs if r["side"] == "mine_hard_negatives"]
+    pairs_ratio = [round(o / t, 3) for o, t in zip(ours, theirs)]
+    assert first_rows is not None and first_stats is not None and peer_result is not None
+    first = next(r for r in runs if r["side"] == "mine stage")
+    return {
+        "runs": runs,
+        "mine_stage_s_median": round(statistics.median(ours), 2),
+        "mine_hard_negatives_s_median": round(statistics.median(theirs), 2),
+        "wall_time_ratio": round(statistics.median(ours) / statistics.median(theirs), 3),
+        "wall_time_ratio_per_pair": pairs_ratio,
+        "backend": first["backend"], "backend_note": first["note"],
+        "mine_stage_seconds": first["seconds"],
+        "cached_rerun_s": first["cached_rerun_s"],
+        "cached_rerun_encoded_texts": first["cached_rerun_encoded_texts"],
+        "cached_rerun_ratio": round(first["cached_rerun_s"] / first["wall_s"], 4),
+        "agreement": agreement(first_rows, peer_result),
+        "negatives": {"mine_stage": first_stats["negatives"], "anchors_short_mine_stage": first_stats["short_of_negatives"],
+                      "dropped_mine_stage": first_stats["dropped"]},
+    }
+
+
+def compare(pairs: int, repeats: int) -> dict:
+    """The mine stage vs mine_hard_negatives on `pairs` WordNet pairs (candidates: their glosses)."""
+    rows = synset_rows(pairs)
+    out = mine_vs_peer(lambda store: write_compose(store, rows, "bench_dense"), [r["anchor"] for r in rows],
+                       [r["positive"] for r in rows], None, repeats, SETTINGS)
+    return {"pairs": len(rows), "settings": SETTINGS, **out}
+
+
+def chess_compose(data: Path) -> Artifact:
+    """Crawl (--dry-run: the bundled page) and compose the main job's chess glossary with its config."""
+    pipe = Path(sys.executable).with_name("pipe")
+    env = {**os.environ, "PIPE_DATA_DIR": str(data)}
+    config = ROOT / "data" / "sample" / "pipe.toml"
+    for args in (["crawl", "--sources", "wikipedia_glossary", "--dry-run"],
+                 ["compose", "--from", "crawl@latest", "--config", str(config)]):
+        subprocess.run([str(pipe), *args, "-q", "--data-dir", str(data)], check=True, env=env, cwd=ROOT)
+    return Store(data).resolve("compose@latest")
+
+
+def chess(repeats: int) -> dict:
+    """The mine stage vs mine_hard_negatives on the main job's chess train split and corpus."""
+    import shutil
+
+    with tempfile.TemporaryDirectory() as tmp:
+        source = chess_compose(Path(tmp) / "data")
+        rows = read_pairs(source.file(pairs_file("train")))
+        corpus = [r["text"] for r in read_corpus(source.file(CORPUS_FILE))]
+
+        def compose_of(store: Store) -> Artifact:
+            target = store.root / "compose" / source.version
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copytree(source.path, target)
+            return store.resolve(f"compose@{source.version}")
+
+        out = mine_vs_peer(compose_of, [r["anchor"] for r in rows], [r["positive"] for r in rows], corpus,
+                           repeats, SETTINGS)
+    return {"anchors": len(rows), "corpus_texts": len(corpus), "settings": SETTINGS,
+            "note": "anchors with several definitions: the peer sees their first one as the positive, we exclude all",
+            **out}
+
+
+def throughput(rounds: int, backends: list[str]) -> dict:
+    """Encode speed of each backend on short lemmas and long glosses, alternating; cosine to torch."""
+    from pipe_embed.pipeline.core.encoders import backend_installed, load_encoder, min_cosine
+
+    rows = synset_rows(2000, seed=1)
+    sets = {"lemmas": [r["anchor"] for r in rows], "glosses": [r["positive"] for r in rows][:500]}
+    usable = [b for b in backends if b == "torch" or backend_installed(b)]
+    missing = [b for b in backends if b not in usable]
+    models, out = {}, {"texts": {k: len(v) for k, v in sets.items()}, "batch_size": 64, "rounds": rounds,
+                               "not_installed": missing, "backends": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        for backend in usable:
+            start = time.perf_counter()
+            model, name, note = load_encoder(None, backend, export_root=Path(tmp) / "exports")
+            models[backend] = model
+            out["backends"][backend] = {"load_and_export_s": round(time.perf_counter() - start, 2), "note": note,
+                                        "texts_per_s": {k: [] for k in sets}, "load": []}
+            model.encode(sets["lemmas"][:64], batch_size=64)  # warm-up
+        vectors: dict[str, dict[str, np.ndarray]] = {b: {} for b in usable}
+        for _ in range(rounds):
+            for backend in usable:
+                entry = out["backends"][backend]
+                entry["load"].append(load()[0])
+                for kind, texts in sets.items():
+                    start = time.perf_counter()
+                    vecs = models[backend].encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
+                    entry["texts_per_s"][kind].append(round(len(texts) / (time.perf_counter() - start), 1))
+                    vectors[backend][kind] = np.asarray(vecs, dtype=np.float32)
+    for backend in usable:
+        entry = out["backends"][backend]
+        entry["median_texts_per_s"] = {k: statistics.median(v) for k, v in entry["texts_per_s"].items()}
+        if backend != "torch":
+            entry["min_cosine_to_torch"] = round(min(min_cosine(vectors["torch"][k], vectors[backend][k]) for k in sets), 7)
+            entry["max_abs_diff_to_torch"] = float(max(np.abs(vectors["torch"][k] - vectors[backend][k]).max() for k in sets))
+            entry["speedup_vs_torch"] = {k: round(entry["median_texts_per_s"][k] / out["backends"]["torch"]["median_texts_per_s"][k], 2)
+                                         for k in sets}
     return out
 
 
@@ -151,7 +283,7 @@ def rss(texts: int, anchors: int | None = None, index: str = "flat") -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(Path(tmp) / "data")
         compose = write_compose(store, rows, "bench_dense_rss", held_out)
-        cache = EmbeddingCache(cache_root(store), f"{model_fingerprint(None)}-torch")
+        cache = EmbeddingCache(cache_root(store), model_fingerprint(None))
         rng = np.random.default_rng(0)
         for batch in (list(seen)[i:i + 8192] for i in range(0, len(seen), 8192)):
             vecs = rng.normal(size=(len(batch), dim)).astype(np.float32)
@@ -175,8 +307,11 @@ def rss(texts: int, anchors: int | None = None, index: str = "flat") -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=["compare", "rss", "all"], default="all")
+    parser.add_argument("--part", choices=["compare", "chess", "throughput", "rss", "all"], default="all")
     parser.add_argument("--pairs", type=int, default=20_000)
+    parser.add_argument("--repeats", type=int, default=2, help="runs of each side, alternating")
+    parser.add_argument("--rounds", type=int, default=3, help="throughput: rounds over the backends")
+    parser.add_argument("--backends", default="torch,openvino,onnx", help="throughput: backends to time")
     parser.add_argument("--rss-texts", type=int, default=200_000)
     parser.add_argument("--rss-anchors", type=int, default=200_000)
     parser.add_argument("--rss-index", choices=["flat", "ivf", "hnsw"], default="flat",
@@ -186,20 +321,35 @@ def main() -> None:
     set_verbosity(-1)
     result: dict = json.loads(args.out.read_text()) if args.out.is_file() else {}
     result.update({"benchmark": "dense",
-                   "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}})
+                   "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+                               "libraries": library_versions()}})
     result.setdefault("commands", {})
+    if args.part in ("throughput", "all"):
+        backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+        part = throughput(args.rounds, backends)
+        result.setdefault("throughput", {}).update({k: v for k, v in part.items() if k != "backends"})
+        result["throughput"].setdefault("backends", {}).update(part["backends"])
+        result["commands"]["throughput"] = f"python benchmarks/bench_dense.py --part throughput --rounds {args.rounds} --backends {args.backends}"
     if args.part in ("compare", "all"):
-        result["compare"] = compare(args.pairs)
-        result["commands"]["compare"] = f"python benchmarks/bench_dense.py --part compare --pairs {args.pairs}"
+        result["compare"] = compare(args.pairs, args.repeats)
+        result["commands"]["compare"] = f"python benchmarks/bench_dense.py --part compare --pairs {args.pairs} --repeats {args.repeats}"
+    if args.part in ("chess", "all"):
+        result["chess"] = chess(args.repeats)
+        result["commands"]["chess"] = f"python benchmarks/bench_dense.py --part chess --repeats {args.repeats}"
     if args.part in ("rss", "all"):
         result["rss"] = rss(args.rss_texts, args.rss_anchors, args.rss_index)
         result["commands"]["rss"] = (f"python benchmarks/bench_dense.py --part rss --rss-texts {args.rss_texts} "
                                      f"--rss-anchors {args.rss_anchors} --rss-index {args.rss_index}")
-    result["targets"] = {"wall_time_ratio_max": 1.0, "cached_rerun_ratio_max": 0.1, "peak_rss_mb_max": 2048}
+    result["targets"] = {"wall_time_ratio_max": 0.5, "mean_jaccard_min": 0.99, "cached_rerun_ratio_max": 0.1,
+                         "peak_rss_mb_max": 2048, "min_cosine_to_torch": 0.9999}
     met = {}
     if "compare" in result:
-        met["wall_time_ratio"] = result["compare"]["wall_time_ratio"] <= 1.0
+        met["wall_time_ratio"] = result["compare"]["wall_time_ratio"] <= 0.5
+        met["mean_jaccard"] = (result["compare"]["agreement"]["mean_jaccard"] or 0) >= 0.99
         met["cached_rerun"] = result["compare"]["cached_rerun_ratio"] <= 0.1
+    if "throughput" in result:
+        met["same_vectors"] = all(v.get("min_cosine_to_torch", 1.0) >= 0.9999
+                                  for v in result["throughput"]["backends"].values())
     if "rss" in result:
         met["peak_rss"] = result["rss"]["peak_rss_mb"] <= 2048
     result["targets_met"] = met

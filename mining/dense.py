@@ -71,13 +71,13 @@ class Encoder:
         self.cache_hits = 0
 
     def load(self, sample: Sequence[str] | None = None) -> Any:
-        """Load the model on its fastest checked backend (checked on `sample`, else built-in texts)."""
+        """Load the model on its fastest checked backend (checked on `sample`, sized by it, else built-in texts)."""
         if self._model is None:
             from pipe_embed.pipeline.core.encoders import load_encoder
 
             self._model, self.backend_name, self.note = load_encoder(
                 self.model_name, self.backend, self.device, export_root=self.export_root, sample=sample,
-                max_length=self.max_length)
+                max_length=self.max_length, texts_to_encode=len(sample) if sample is not None else None)
             info(f"encoder: {self.note}")
         return self._model
 

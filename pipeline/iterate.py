@@ -100,35 +100,48 @@ def iterate_rounds(store: Store, compose: Artifact, config: IterateConfig, mine_
     previous_mine: Artifact | None = None
     previous_model = base_model
     for number in range(1, config.rounds + 1):
-        miner = config.first if number == 1 else "faiss"
-        mcfg = dataclasses.replace(mine_config, method=miner, model=previous_model if number > 1 else base_model)
-        if previous_mine is not None and config.negatives == "union":
-            mcfg = dataclasses.replace(mcfg, merge_previous=True)
-        source = previous_mine if previous_mine is not None else compose
-        info(f"[bold]round {number}[/bold]: mine ({miner}{', round ' + str(number - 1) + ' model' if number > 1 else ''})")
-        mine = run_mine(store, mcfg, source).artifact
-        start_from = previous_model if (config.continue_training and number > 1) else base_model
-        tcfg = dataclasses.replace(train_config, model=start_from)
-        info(f"[bold]round {number}[/bold]: train from {'round ' + str(number - 1) if start_from != base_model else 'the base model'}")
-        train = run_train(store, tcfg, mine).artifact
-        trained = train.ref  # a ref, not a path: later rounds' versions must not depend on --data-dir
-        dev = run_eval(store, dev_cfg, trained, compose.ref).artifact
-        test = run_eval(store, test_cfg, trained, compose.ref).artifact
-        score = _metric(_forward(dev), config.metric)
-        improved = score > best + config.min_delta
-        rounds.append(RoundResult(
-            round=number, miner=miner, mine=mine.ref, train=train.ref, eval_dev=dev.ref,
-            eval_test=test.ref, dev=_forward(dev), test=_forward(test), model_path=str(train.file(MODEL_DIR)),
-            improved=improved,
-            overlap_with_previous=mine.stats.get("overlap_with_previous"),
-            short_of_negatives=mine.stats.get("share_short_of_negatives"),
-        ))
-        info(f"round {number}: dev {config.metric} = {score:.4f}" + ("" if improved else " (no improvement: stopping)"))
-        if not improved:
-            break
-        best = score
-        previous_mine, previous_model = mine, trained
+        with _round_run(store, train_config, number) as tracked:  # issue 11 part B: a tracker run per round
+            miner = config.first if number == 1 else "faiss"
+            mcfg = dataclasses.replace(mine_config, method=miner, model=previous_model if number > 1 else base_model)
+            if previous_mine is not None and config.negatives == "union":
+                mcfg = dataclasses.replace(mcfg, merge_previous=True)
+            source = previous_mine if previous_mine is not None else compose
+            info(f"[bold]round {number}[/bold]: mine ({miner}{', round ' + str(number - 1) + ' model' if number > 1 else ''})")
+            mine = run_mine(store, mcfg, source).artifact
+            tracked.set_tags(miner=miner, mine=mine.ref)
+            start_from = previous_model if (config.continue_training and number > 1) else base_model
+            tracked.set_tags(start_model=start_from)
+            tcfg = dataclasses.replace(train_config, model=start_from)
+            info(f"[bold]round {number}[/bold]: train from {'round ' + str(number - 1) if start_from != base_model else 'the base model'}")
+            train = run_train(store, tcfg, mine).artifact
+            trained = train.ref  # a ref, not a path: later rounds' versions must not depend on --data-dir
+            dev = run_eval(store, dev_cfg, trained, compose.ref).artifact
+            test = run_eval(store, test_cfg, trained, compose.ref).artifact
+            score = _metric(_forward(dev), config.metric)
+            improved = score > best + config.min_delta
+            tracked.set_tags(train=train.ref, eval_dev=dev.ref, eval_test=test.ref, improved=improved)
+            tracked.log_metrics({"dev": _forward(dev), "test": _forward(test)}, step=number)
+            rounds.append(RoundResult(
+                round=number, miner=miner, mine=mine.ref, train=train.ref, eval_dev=dev.ref,
+                eval_test=test.ref, dev=_forward(dev), test=_forward(test), model_path=str(train.file(MODEL_DIR)),
+                improved=improved,
+                overlap_with_previous=mine.stats.get("overlap_with_previous"),
+                short_of_negatives=mine.stats.get("share_short_of_negatives"),
+            ))
+            info(f"round {number}: dev {config.metric} = {score:.4f}" + ("" if improved else " (no improvement: stopping)"))
+            if not improved:
+                break
+            best = score
+            previous_mine, previous_model = mine, trained
     return rounds, {"dev": base_dev, "test": base_test}
+
+
+def _round_run(store: Store | None, train_config: Any, number: int) -> Any:
+    """Round `number` as a tracker run (nested under the iterate run) when the train config reports to one."""
+    from pipe_embed.training.tracking import group_run
+
+    return group_run(getattr(train_config, "report_to", ()), getattr(store, "root", None), "round",
+                     f"round {number}", experiment=getattr(train_config, "experiment", "pipe"), tags={"round": number})
 
 
 def best_round(rounds: list[RoundResult], metric: str) -> RoundResult:
@@ -144,7 +157,14 @@ def run_iterate(store: Store, config: IterateConfig, mine_config: Any, train_con
                          "train": versioned_dict(train_config), "eval": versioned_dict(eval_config)}
 
     def build(work: Path) -> StageResult:
-        rounds, base = iterate_rounds(store, compose, config, mine_config, train_config, eval_config)
+        from pipe_embed.training.tracking import group_run
+
+        with group_run(train_config.report_to, store.root, "iterate", f"iterate {compose.ref}",
+                       experiment=train_config.experiment, tags={"compose": compose.ref}) as tracked:
+            rounds, base = iterate_rounds(store, compose, config, mine_config, train_config, eval_config)
+            best_of = best_round(rounds, config.metric)
+            tracked.set_tags(best_round=best_of.round, best_train=best_of.train)
+            tracked.log_metrics({"base_dev": base["dev"], "best_dev": best_of.dev, "best_test": best_of.test})
         base_dev = base["dev"]
         best = best_round(rounds, config.metric)
         payload = {"metric": config.metric, "base_dev": base_dev, "base_test": base["test"],

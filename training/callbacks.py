@@ -265,6 +265,7 @@ class EvalReportCallback(TrainerCallback):
     def __init__(self, report: Callable[[int, float], bool]) -> None:
         self.report = report
         self.history: list[tuple[int, float]] = []
+        self.replayed = False  # stopped again from the recorded values, before any training step
 
     @staticmethod
     def _key(args: Any) -> str:
@@ -279,6 +280,7 @@ class EvalReportCallback(TrainerCallback):
         for step, value in recorded.get("history", []):
             self.history.append((int(step), float(value)))
             if self.report(int(step), float(value)):
+                self.replayed = True
                 raise RunStopped(int(step), float(value))
         marker.unlink()  # the judge lets it go on this time: train normally
 

@@ -76,9 +76,9 @@ def adapter_section(base: str) -> list[str]:
     return [
         "## LoRA adapter",
         "",
-        f"This directory holds LoRA adapters only, trained on top of `{base}` (named in "
-        "`adapter_config.json`, which sentence-transformers follows when it loads this path). Onto a copy "
-        "of the base you already have:",
+        (f"This directory holds LoRA adapters only, trained on top of `{base}` (named in "
+         "`adapter_config.json`, which sentence-transformers follows when it loads this path). Onto a copy "
+         "of the base you already have:"),
         "",
         "```python",
         f"model = SentenceTransformer({json.dumps(base)})",

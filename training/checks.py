@@ -43,7 +43,10 @@ def plan_steps(config: TrainConfig, rows: int) -> StepPlan:
         batches = math.ceil(rows / config.batch_size)
         per_epoch = max(math.ceil(batches / config.grad_accum_steps), 1)
         steps = math.ceil(config.epochs * per_epoch)
-    return StepPlan(rows=rows, steps=steps, warmup=math.ceil(steps * config.warmup_ratio))
+    from pipe_embed.training.schedules import warmup_of
+
+    return StepPlan(rows=rows, steps=steps, warmup=warmup_of(steps, warmup_steps=getattr(config, "warmup_steps", 0),
+                                                             warmup_ratio=config.warmup_ratio))
 
 
 def plan_warning(config: TrainConfig, plan: StepPlan) -> str | None:

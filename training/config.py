@@ -96,7 +96,8 @@ class TrainConfig:
     q2d_weight: float = option(0.5, "symmetric loss: weight of term -> definition (in-batch + mined negatives).")
     d2q_weight: float = option(0.5, "symmetric loss: weight of definition -> term (the batch's terms).")
     pool_prompt: bool | None = option(
-        None, "Pool over the instruction prefix's tokens too; false: over the text only (unset: as the model saved it).")
+        None, "Pool over the instruction prefix's tokens too; off (--no-pool-prompt): over the text only, as KURE "
+              "(unset: as the model saved it).")
     padding_side: Literal["auto", "left", "right"] = option(
         "auto", "Tokenizer padding side; auto: left with lasttoken pooling (decoder models), else the tokenizer's own.")
     stream: bool = option(False, "Read the pairs file lazily on every pass (files larger than memory; "

@@ -144,16 +144,37 @@ def _safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "_", text).strip("_") or "set"
 
 
-def _load_one(store: Store, spec: EvalSpec) -> EvalSet:
+def _beir_fingerprint(path: Path, qrels: Path) -> dict[str, Any]:
+    return {"beir": {"corpus": hash_file(path / "corpus.jsonl"), "queries": hash_file(path / "queries.jsonl"),
+                     "qrels": hash_file(qrels)}}
+
+
+def _as_beir_dir(spec: EvalSpec) -> Path | None:
+    """The spec's directory when it is a BEIR directory (not an artifact), else None; a stray directory fails."""
     path = Path(spec.ref).expanduser()
-    if path.is_dir() and not (path / "manifest.json").is_file():
-        if not is_beir_dir(path):
-            raise InputError(path, "neither a data artifact nor a BEIR directory",
-                             hint="a BEIR directory holds corpus.jsonl, queries.jsonl and qrels/<split>.tsv")
+    if not path.is_dir() or (path / "manifest.json").is_file():
+        return None
+    if not is_beir_dir(path):
+        raise InputError(path, "neither a data artifact nor a BEIR directory",
+                         hint="a BEIR directory holds corpus.jsonl, queries.jsonl and qrels/<split>.tsv")
+    return path
+
+
+def spec_fingerprint(store: Store, value: str) -> dict[str, Any]:
+    """What identifies one `eval_data` entry's data, without reading it: an artifact version or file hashes."""
+    spec = parse_spec(value)
+    path = _as_beir_dir(spec)
+    if path is not None:
+        return _beir_fingerprint(path, _qrels_file(path, spec.split))
+    artifact = store.resolve(spec.ref)
+    return {"artifact": {"stage": artifact.stage, "version": artifact.version, "split": spec.split or "dev"}}
+
+
+def _load_one(store: Store, spec: EvalSpec) -> EvalSet:
+    path = _as_beir_dir(spec)
+    if path is not None:
         task, qrels = read_beir(path, spec.split)
-        fingerprint = {"beir": {"corpus": hash_file(path / "corpus.jsonl"),
-                                "queries": hash_file(path / "queries.jsonl"), "qrels": hash_file(qrels)}}
-        return EvalSet(spec.name or _safe_name(path.resolve().name), task, str(path), fingerprint)
+        return EvalSet(spec.name or _safe_name(path.resolve().name), task, str(path), _beir_fingerprint(path, qrels))
     artifact = store.resolve(spec.ref)
     split = spec.split or "dev"
     task = retrieval_task(data_dir_for(store, artifact), split)
@@ -269,4 +290,5 @@ __all__ = [
     "read_beir",
     "set_metrics",
     "sets_evaluator",
+    "spec_fingerprint",
 ]

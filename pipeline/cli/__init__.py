@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipe_embed.pipeline.cli import compose, crawl, iterate, mine, store_cmds, train  # noqa: F401  (each import registers its commands)
+from pipe_embed.pipeline.cli import compose, crawl, iterate, mine, store_cmds, sweep, train  # noqa: F401  (each import registers its commands)
 from pipe_embed.pipeline.cli.app import app
 
 

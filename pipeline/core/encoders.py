@@ -33,6 +33,9 @@ FAST_BACKENDS = ("openvino", "onnx")  # the order `auto` tries them in (fastest 
 BACKEND_MODULES = {"openvino": ("openvino",), "onnx": ("onnxruntime", "onnx")}
 COSINE_MIN = 0.9999
 CHECK_SIZE = 32
+# `auto` exports a model (seconds, once per weights) only for at least this many texts to encode;
+# an export already cached is always used. Below it, torch finishes before an export would.
+AUTO_EXPORT_MIN_TEXTS = 256
 EXPORT_FORMAT = 1
 EXPORT_META = "export.json"
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")  # the order of the exported graph's inputs
@@ -352,12 +355,14 @@ def check_sample(texts: Sequence[str] | None) -> list[str]:
 
 def load_encoder(model: str | Path | None, backend: str = "auto", device: str | None = None, *,
                  export_root: str | Path | None = None, sample: Sequence[str] | None = None,
-                 max_length: int | None = None, trust_remote_code: bool = False) -> tuple[Any, str, str]:
+                 max_length: int | None = None, trust_remote_code: bool = False,
+                 texts_to_encode: int | None = None) -> tuple[Any, str, str]:
     """A SentenceTransformer encoding as fast as this machine allows: (model, backend used, one-line note).
 
     backend: `torch`; `openvino` or `onnx` (must be installed and pass the check, else PipeError);
-    `auto` (CPU only: the first installed fast backend that passes, else torch). The check compares
-    normalised vectors of `sample` (default CHECK_TEXTS) with torch's: cosine >= COSINE_MIN.
+    `auto` (CPU only: the first installed fast backend that passes, else torch; with texts_to_encode
+    below AUTO_EXPORT_MIN_TEXTS, only a backend whose export is cached). The check compares normalised
+    vectors of `sample` (default CHECK_TEXTS) with torch's: cosine >= COSINE_MIN.
     """
     from pipe_embed.pipeline.core.models import load_model, model_fingerprint
 
@@ -377,6 +382,13 @@ def load_encoder(model: str | Path | None, backend: str = "auto", device: str | 
         return st, "torch", ('torch: no fast CPU backend installed (pip install "pipe-embed[openvino]" '
                              "encodes about 3x faster with the same vectors)")
     fingerprint = model_fingerprint(model)
+    if backend == "auto" and texts_to_encode is not None and texts_to_encode < AUTO_EXPORT_MIN_TEXTS:
+        cached = [b for b in candidates
+                  if export_root is not None and _read_meta(export_dir(export_root, fingerprint, b)) is not None]
+        if not cached:
+            return st, "torch", (f"torch: {texts_to_encode} texts to encode, fewer than {AUTO_EXPORT_MIN_TEXTS} "
+                                 f"(exporting for {candidates[0]} would take longer)")
+        candidates = cached
     texts = check_sample(sample)
     reference = _vectors(st, texts)
     reasons = []

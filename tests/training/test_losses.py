@@ -48,7 +48,9 @@ def test_the_loss_is_the_weighted_sum_of_both_directions(q2d: float, d2q: float)
 
 
 def test_equal_weights_are_the_librarys_symmetric_loss() -> None:
-    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+    from sentence_transformers.sentence_transformer.losses import (
+        MultipleNegativesRankingLoss,
+    )
 
     ours = WeightedSymmetricLoss(None, q2d_weight=0.5, d2q_weight=0.5, scale=SCALE)
     library = MultipleNegativesRankingLoss(None, scale=SCALE, directions=("query_to_doc", "doc_to_query"),

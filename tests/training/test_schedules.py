@@ -11,7 +11,12 @@ from pipe_embed.pipeline.core.store import Store
 from pipe_embed.training.callbacks import STEP_LOG, read_log
 from pipe_embed.training.config import TrainConfig, load_train_config
 from pipe_embed.training.data import build_rows
-from pipe_embed.training.train import build_trainer, open_run_dir, prepare_model, run_train
+from pipe_embed.training.train import (
+    build_trainer,
+    open_run_dir,
+    prepare_model,
+    run_train,
+)
 
 from tests.training.conftest import split_rows
 

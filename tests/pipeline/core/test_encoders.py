@@ -200,6 +200,20 @@ def test_the_check_uses_the_given_texts(stand_in, tiny_model_path: Path, tmp_pat
     assert check_sample(["a", "a", " ", "b"]) == ["a", "b"] and check_sample([]) == CHECK_TEXTS
 
 
+def test_auto_exports_only_for_enough_texts_but_always_uses_a_cached_export(stand_in, tiny_model_path: Path,
+                                                                            tmp_path: Path):
+    few = encoders.AUTO_EXPORT_MIN_TEXTS - 1
+    st, name, note = load_encoder(tiny_model_path, "auto", export_root=tmp_path, texts_to_encode=few)
+    assert name == "torch" and stand_in["exports"] == 0
+    assert note == f"torch: {few} texts to encode, fewer than 256 (exporting for openvino would take longer)"
+    _, name, _ = load_encoder(tiny_model_path, "auto", export_root=tmp_path, texts_to_encode=few + 1)
+    assert name == "openvino" and stand_in["exports"] == 1
+    _, name, _ = load_encoder(tiny_model_path, "auto", export_root=tmp_path, texts_to_encode=3)
+    assert name == "openvino" and stand_in["exports"] == 1
+    _, name, _ = load_encoder(tiny_model_path, "openvino", export_root=tmp_path / "other", texts_to_encode=3)
+    assert name == "openvino" and stand_in["exports"] == 2  # asked for: exported whatever the size
+
+
 def test_auto_without_a_fast_backend_says_how_to_get_one(tiny_model_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(encoders, "backend_installed", lambda _name: False)
     st, name, note = load_encoder(tiny_model_path, "auto")
