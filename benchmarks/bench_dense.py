@@ -51,6 +51,7 @@ from benchmarks.child import run_child  # noqa: E402
 from benchmarks.wordnet_pairs import canonical, synset_rows, synsets, write_compose  # noqa: E402
 
 SETTINGS = {"range_max": 30, "num_negatives": 3, "relative_margin": 0.05, "batch_size": 64}
+PROGRESS: Path | None = None  # where mine_vs_peer writes its runs as they finish
 
 
 def load() -> list[float]:
@@ -142,6 +143,8 @@ def mine_vs_peer(compose_of, anchors: list[str], positives: list[str], corpus: l
         print(f"{run['side']}: {run['wall_s']:.1f}s (load {before[0]} -> {run['load_after'][0]})"
               + (f", {run['backend']}" if side == "ours" else ""), file=sys.stderr)
         runs.append(run)
+        if PROGRESS is not None:  # a long run on a shared machine: keep what is measured so far
+            PROGRESS.write_text(json.dumps(runs, indent=2) + "\n")
     ours = [r["wall_s"] for r in runs if r["side"] == "mine stage"]
     theirs = [r["wall_s"] for r in runs if r["side"] == "mine_hard_negatives"]
     pairs_ratio = [round(o / t, 3) for o, t in zip(ours, theirs)]
@@ -318,6 +321,8 @@ def main() -> None:
                         help="flat searches the vectors in place; ivf/hnsw hold a second copy in the index")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "dense.json")
     args = parser.parse_args()
+    global PROGRESS
+    PROGRESS = args.out.with_suffix(".runs.partial.json")
     set_verbosity(-1)
     result: dict = json.loads(args.out.read_text()) if args.out.is_file() else {}
     result.update({"benchmark": "dense",

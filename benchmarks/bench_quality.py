@@ -166,6 +166,8 @@ def write_results(out: Path, args: argparse.Namespace, seeds: list[int], variant
     """The results JSON and plot (rewritten after every glossary, so a long run leaves partial results)."""
     import torch
 
+    names = [n for n in names if any(n in recipes for recipes in summary.values())]
+
     result = {
         "benchmark": "quality: held-out term -> definition retrieval after each recipe",
         "command": "python benchmarks/bench_quality.py " + " ".join(sys.argv[1:]),

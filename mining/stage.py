@@ -107,6 +107,12 @@ class MineConfig:
     diagnostics_depth: int = option(100, "Retrieve at least this deep, to report the positive's rank within 100.")
     merge_previous: bool = option(False, "Re-mining: also keep the previous round's negatives that pass this round's filters.")
     same_group: str | None = option(None, "Draw negatives only from texts of the anchor's group: a column compose carried (section, page, a --group-cols column) or source; the method's scores rank them.")
+    # issue 12: where dense encoding and search run (the same candidates either way, so not versioned)
+    executor: Literal["local", "ray"] = option("local", "Run dense encoding and search in-process (local) or as Ray tasks over shards of anchors and corpus (ray; pip install 'pipe-embed[ray]').", versioned=False)
+    address: str | None = option(None, "ray: the cluster to use: auto (a running one), ray://HOST:10001 (Ray Client); unset starts a local instance.", versioned=False)
+    num_workers: int = option(0, "ray: parallel workers (tasks at once); 0 = one per CPU, or per GPU, of the cluster.", versioned=False)
+    worker_gpu: Literal["auto", "on", "off"] = option("auto", "ray: give each worker a GPU (CUDA encoding, FAISS on GPU when installed): auto = when the cluster has GPUs.", versioned=False)
+    worker_fp16: bool = option(False, "ray: GPU workers encode in float16 (faster; vectors move by ~1e-3, so they get their own cache and version).")
 
     def validate(self) -> None:
         """Check ranges and names; raises ConfigError naming the field."""
@@ -264,14 +270,20 @@ def retrieve(config: MineConfig, anchors: list[str], corpus: CandidateCorpus, po
         from pipe_embed.mining.dense import IndexParams, dense_search, pair_scores
 
         start = time.perf_counter()
-        out.query_vectors = encoder.encode(anchors, config.query_prompt, "encode anchors")
-        out.corpus_vectors = encoder.encode(corpus.texts, config.passage_prompt, "encode corpus")
-        seconds["encode"] = time.perf_counter() - start
-        start = time.perf_counter()
-        params = IndexParams(kind=config.index, nprobe=config.nprobe, ef_search=config.ef_search)
-        dense_cands = dense_search(out.query_vectors, out.corpus_vectors, k, params,
-                                   batch_size=config.search_batch_size)
-        seconds["search"] = time.perf_counter() - start
+        if config.executor == "ray":  # issue 12: encoding and search as Ray tasks; the same vectors and candidates
+            from pipe_embed.mining.executors import ray_dense
+
+            out.query_vectors, out.corpus_vectors, dense_cands = ray_dense(config, encoder, anchors, corpus.texts,
+                                                                           k, seconds)
+        else:
+            out.query_vectors = encoder.encode(anchors, config.query_prompt, "encode anchors")
+            out.corpus_vectors = encoder.encode(corpus.texts, config.passage_prompt, "encode corpus")
+            seconds["encode"] = time.perf_counter() - start
+            start = time.perf_counter()
+            params = IndexParams(kind=config.index, nprobe=config.nprobe, ef_search=config.ef_search)
+            dense_cands = dense_search(out.query_vectors, out.corpus_vectors, k, params,
+                                       batch_size=config.search_batch_size)
+            seconds["search"] = time.perf_counter() - start
         out.positive_scores = reduce_min(pair_scores(out.query_vectors, out.corpus_vectors, prow, pidx), prow, n)
     if config.method == "bm25":
         out.cands = bm25_cands  # type: ignore[assignment]

@@ -106,13 +106,15 @@ def iterate_rounds(store: Store, compose: Artifact, config: IterateConfig, mine_
             if previous_mine is not None and config.negatives == "union":
                 mcfg = dataclasses.replace(mcfg, merge_previous=True)
             source = previous_mine if previous_mine is not None else compose
-            info(f"[bold]round {number}[/bold]: mine ({miner}{', round ' + str(number - 1) + ' model' if number > 1 else ''})")
+            by = f", round {number - 1} model" if number > 1 else ""
+            info(f"[bold]round {number}[/bold]: mine ({miner}{by})")
             mine = run_mine(store, mcfg, source).artifact
             tracked.set_tags(miner=miner, mine=mine.ref)
             start_from = previous_model if (config.continue_training and number > 1) else base_model
             tracked.set_tags(start_model=start_from)
             tcfg = dataclasses.replace(train_config, model=start_from)
-            info(f"[bold]round {number}[/bold]: train from {'round ' + str(number - 1) if start_from != base_model else 'the base model'}")
+            origin = f"round {number - 1}" if start_from != base_model else "the base model"
+            info(f"[bold]round {number}[/bold]: train from {origin}")
             train = run_train(store, tcfg, mine).artifact
             trained = train.ref  # a ref, not a path: later rounds' versions must not depend on --data-dir
             dev = run_eval(store, dev_cfg, trained, compose.ref).artifact
@@ -128,7 +130,8 @@ def iterate_rounds(store: Store, compose: Artifact, config: IterateConfig, mine_
                 overlap_with_previous=mine.stats.get("overlap_with_previous"),
                 short_of_negatives=mine.stats.get("share_short_of_negatives"),
             ))
-            info(f"round {number}: dev {config.metric} = {score:.4f}" + ("" if improved else " (no improvement: stopping)"))
+            info(f"round {number}: dev {config.metric} = {score:.4f}"
+                 + ("" if improved else " (no improvement: stopping)"))
             if not improved:
                 break
             best = score

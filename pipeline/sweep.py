@@ -66,7 +66,9 @@ class SweepConfig:
         for name in ("startup_trials", "prune_after_steps"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"field '{name}': must be >= 0, got {getattr(self, name)}")
-        search_space(self)  # every dimension parses
+        if not any(d.kind != "fixed" for d in search_space(self)):  # every dimension parses, one is searched
+            raise ConfigError("field 'lr': nothing to search: every dimension is fixed or empty",
+                              hint="give a range (--lr 1e-5..1e-4) or choices (--batch-size 32,64)")
 
 
 # -- the search space --------------------------------------------------------------------------------
@@ -189,7 +191,6 @@ def run_trial(store: Store, trial: Any, space: list[Dimension], train_config: An
               pruning: bool, verbose: bool = False) -> dict[str, Any]:
     """Train one trial (or find it cached); report its dev metric to Optuna; raise TrialPruned when pruned."""
     import optuna
-
     from pipe_embed.training.callbacks import EvalReportCallback, RunStopped
     from pipe_embed.training.tracking import group_run
     from pipe_embed.training.train import run_train
@@ -240,7 +241,9 @@ def toml_value(value: Any) -> str:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
-        return repr(value) if math.isfinite(value) else ("nan" if math.isnan(value) else ("inf" if value > 0 else "-inf"))
+        if math.isfinite(value):
+            return repr(value)
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
     if isinstance(value, str):
         return json.dumps(value, ensure_ascii=False)
     if isinstance(value, (list, tuple)):

@@ -117,7 +117,8 @@ def read_beir(path: Path, split: str | None = None) -> tuple[RetrievalTask, Path
     for row in _read_jsonl(path / "corpus.jsonl"):
         text = " ".join(p for p in (str(row.get("title") or "").strip(), str(row.get("text") or "").strip()) if p)
         corpus[str(row.get("_id", row.get("id")))] = text
-    queries = {str(row.get("_id", row.get("id"))): str(row.get("text") or "") for row in _read_jsonl(path / "queries.jsonl")}
+    queries = {str(row.get("_id", row.get("id"))): str(row.get("text") or "")
+               for row in _read_jsonl(path / "queries.jsonl")}
     relevant: dict[str, set[str]] = {}
     with open(qrels_path, encoding="utf-8", newline="") as fh:
         for number, row in enumerate(csv.reader(fh, delimiter="\t"), 1):

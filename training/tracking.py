@@ -341,9 +341,13 @@ class Tracker:
         if "mlflow" in self.trackers:
             mlflow = _mlflow(self.root, self.experiment)
             nested = mlflow.active_run() is not None
+            run = None
             if saved.get("mlflow"):
-                run = mlflow.start_run(run_id=saved["mlflow"], nested=nested)
-            else:
+                try:
+                    run = mlflow.start_run(run_id=saved["mlflow"], nested=nested)
+                except Exception:  # noqa: BLE001 - the run is gone (another store, a deleted database)
+                    debug(f"mlflow: cannot continue run {saved['mlflow']}: starting a new one")
+            if run is None:
                 run = mlflow.start_run(run_name=name, nested=nested, tags=tags)
                 mlflow.log_params(param_values(self.params))
             self.mlflow_run_id = run.info.run_id
@@ -382,6 +386,14 @@ class Tracker:
             self.wandb_run.summary.update({"pipe/artifact": ref, "pipe/model_path": str(model), **final})
             self.wandb_run.finish()
             self.wandb_run = None
+
+    def close(self, artifact: Any, cached: bool) -> None:
+        """After the stage ran: finish the runs of a training, or say that a cache hit logged nothing."""
+        if self.started:
+            self.finish(artifact.path, artifact.ref, artifact.metrics)
+        elif cached and self.trackers:
+            info(f"{artifact.ref} is up to date: nothing trained, so no new {' or '.join(self.trackers)} run "
+                 "(--force retrains and logs one)")
 
     def fail(self, exc: BaseException) -> None:
         """Close the runs of a training that did not finish (FAILED, or KILLED when stopped or interrupted)."""

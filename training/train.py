@@ -434,7 +434,8 @@ def build_trainer(config: TrainConfig, model: Any, rows: TrainingRows, dev: Retr
     from transformers import EarlyStoppingCallback, PrinterCallback
 
     has_dev = dev is not None or bool(eval_sets)
-    metric_key = mean_metric_key(model.similarity_fn_name, config.metric) if eval_sets else dev_metric_key(model, config)
+    metric_key = (mean_metric_key(model.similarity_fn_name, config.metric) if eval_sets
+                  else dev_metric_key(model, config))
     args = training_arguments(config, run.checkpoints, device, has_dev=has_dev,
                               num_negatives=rows.num_negatives, metric_key=metric_key)
     if rows.stream is not None and args.max_steps <= 0:  # a stream has no length: plan the steps ourselves
@@ -764,8 +765,7 @@ def run_train(store: Store, config: TrainConfig, data: str | Artifact | None = N
         outcome = store.run(stage=STAGE, format_version=FORMAT_VERSION, config=config,
                             inputs=[source.artifact] if source.artifact is not None else [], build=build,
                             extra=extra, force=force, resumable=True)
-        if tracker.started:
-            tracker.finish(outcome.artifact.path, outcome.artifact.ref, outcome.artifact.metrics)
+        tracker.close(outcome.artifact, outcome.cached)
     if config.export_dir:
         export_model(outcome.artifact, Path(config.export_dir))
     return outcome

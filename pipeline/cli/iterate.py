@@ -15,7 +15,7 @@ from pipe_embed.pipeline.report import ReportConfig, run_report
 from pipe_embed.training.config import EvalConfig, TrainConfig, load_eval_config, load_train_config
 
 MINE_FLAGS = ("num_negatives",)
-TRAIN_FLAGS = ("epochs", "batch_size", "max_steps")
+TRAIN_FLAGS = ("epochs", "batch_size", "max_steps", "report_to", "experiment", "eval_data")
 
 
 def iterate(shared: Shared, values: dict[str, Any]) -> None:

@@ -24,16 +24,18 @@ def sweep(shared: Shared, values: dict[str, Any]) -> None:
     if not shared.quiet:
         console.print(trials_table(read_trials(art), art.metrics["metric"], art.metrics["best_trial"]))
         data = next((f"{i['stage']}@{i['version']}" for i in art.inputs), "REF")
+        best = art.file(BEST_CONFIG).resolve()
         info(f"best: trial {art.metrics['best_trial']} ({art.metrics['metric']} {art.metrics['best_value']:.4f}, "
-             f"{art.metrics['best_train']}); config {art.file(BEST_CONFIG).resolve()} — "
-             f"`pipe train --config {art.file(BEST_CONFIG).resolve()} --from {data}`; plot {art.file('trials.png').resolve()}")
+             f"{art.metrics['best_train']}); config {best} — `pipe train --config {best} --from {data}`; "
+             f"plot {art.file('trials.png').resolve()}")
     report(outcome)
 
 
 stage_command(
     "sweep", "Search lr / batch size / temperature / epochs with Optuna on the dev metric (each trial a train "
              "artifact; early pruning); writes the trials, a plot and the best config.",
-    [option_parameter("from_ref", str | None, None, "--from", metavar="REF", shown_default="mine@latest, else compose@latest",
+    [option_parameter("from_ref", str | None, None, "--from", metavar="REF",
+                      shown_default="mine@latest, else compose@latest",
                       help="Data artifact, or a pairs file (CSV/TSV/JSONL/Parquet: composed first)."),
      *config_parameters(SweepConfig),
      *config_parameters(TrainConfig, skip=SEARCHED, prefix="train__", panel="Training (each trial)")],

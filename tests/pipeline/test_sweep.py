@@ -69,6 +69,8 @@ def test_search_space_from_ranges_choices_and_fixed_values() -> None:
             parse_dimension(name, text)
     with pytest.raises(ConfigError, match="'trials'"):
         SweepConfig(trials=0).validate()
+    with pytest.raises(ConfigError, match="nothing to search"):
+        SweepConfig(lr="1e-4", batch_size="32", temperature="", epochs="").validate()
 
 
 def test_a_stopped_training_replays_its_values_instead_of_training_again(store: Store, tiny_model_path: Path,
@@ -148,4 +150,7 @@ def test_sweep_trials_table_plot_best_config_and_cache_hits(store: Store, tiny_m
     assert len(loss_calls) == trained  # nothing trained
     rerun = read_trials(store.resolve(result.stdout.strip().splitlines()[-1]))
     assert all(t["cached"] for t in rerun)
-    assert [(t["state"], t["value"], t["params"]) for t in rerun] == [(t["state"], t["value"], t["params"]) for t in trials]
+    def outcome(records):
+        return [(t["state"], t["value"], t["params"]) for t in records]
+
+    assert outcome(rerun) == outcome(trials)

@@ -95,7 +95,8 @@ def test_eval_sets_are_scored_and_their_mean_picks_the_checkpoint(store: Store, 
     assert set(sets) == {"dev", name, "nano", "mean"}
     assert 0 <= sets[name]["mrr@10"] <= 1 and sets["nano"]["recall@10"] == 1.0  # 4 documents: all in the top 10
     for metric in ("mrr@10", "ndcg@10", "recall@1"):
-        assert sets["mean"][metric] == pytest.approx((sets["dev"][metric] + sets[name][metric] + sets["nano"][metric]) / 3)
+        average = (sets["dev"][metric] + sets[name][metric] + sets["nano"][metric]) / 3
+        assert sets["mean"][metric] == pytest.approx(average)
 
     log = [json.loads(line) for line in art.file("logs/train_log.jsonl").read_text().splitlines()]
     evals = [e for e in log if e["kind"] == "eval"]

@@ -106,11 +106,12 @@ def test_a_tracking_uri_from_the_environment_wins(store: Store, tiny_model_path:
     mlflow = mlflow_env
     uri = f"sqlite:///{tmp_path / 'elsewhere.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.chdir(tmp_path)  # a bare SQLite URI keeps run files in ./mlruns: MLflow's default, the user's choice
     config = tiny_config(tiny_model_path, max_steps=2, eval_base=False, report_to=["mlflow"], experiment="env")
     with tracking.group_run(["mlflow"], store.root, "round", "round 1", experiment="env",
                             tags={"round": 1, "mine": mine_artifact.ref}) as parent:
         art = run_train(store, config, mine_artifact.ref).artifact
-    assert not (store.root / ".mlflow").exists()
+    assert not (store.root / ".mlflow").exists() and (tmp_path / "mlruns").is_dir()
     client = mlflow.MlflowClient(tracking_uri=uri)
     experiment = client.get_experiment_by_name("env")
     runs = {r.info.run_name: r for r in client.search_runs([experiment.experiment_id])}
