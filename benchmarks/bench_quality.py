@@ -143,20 +143,30 @@ def table(summary: dict[str, dict[str, Any]], recipes: list[str], metric: str = 
 
 
 def margins(records: list[dict[str, Any]], recipes: list[str]) -> dict[str, Any]:
-    """Per pipe recipe: mean and per-seed difference to the best plain ST recipe (by mean) and to base."""
+    """Per pipe recipe: paired per-seed differences to the best plain ST recipe (by mean) and to base.
+
+    Only seeds both recipes have are compared (`seeds` says which), so partial runs compare fairly.
+    """
     by = {(r["recipe"], r["seed"]): r["metrics"]["mrr@10"] for r in records}
     seeds = sorted({r["seed"] for r in records})
-    plain = [p for p in PLAIN if all((p, s) in by for s in seeds)]
-    best_plain = max(plain, key=lambda p: statistics.fmean(by[(p, s)] for s in seeds)) if plain else None
+
+    def common(a: str, b: str) -> list[int]:
+        return [s for s in seeds if (a, s) in by and (b, s) in by]
+
+    plain_seeds = common(*PLAIN)
+    best_plain = max(PLAIN, key=lambda p: statistics.fmean(by[(p, s)] for s in plain_seeds)) if plain_seeds else None
     out: dict[str, Any] = {"best_plain": best_plain}
     for recipe in recipes:
-        if not recipe.startswith("pipe") or not all((recipe, s) in by for s in seeds):
+        if not recipe.startswith("pipe"):
             continue
         entry: dict[str, Any] = {}
-        for ref in ([best_plain] if best_plain else []) + (["base"] if all(("base", s) in by for s in seeds) else []):
-            diffs = [round(by[(recipe, s)] - by[(ref, s)], 4) for s in seeds]
-            entry[f"vs_{'best_plain' if ref == best_plain else ref}"] = summarize(diffs)
-        out[recipe] = entry
+        for ref, label in ((best_plain, "vs_best_plain"), ("base", "vs_base")):
+            shared = common(recipe, ref) if ref else []
+            if shared:
+                diffs = [round(by[(recipe, s)] - by[(ref, s)], 4) for s in shared]
+                entry[label] = {**summarize(diffs), "seeds": shared}
+        if entry:
+            out[recipe] = entry
     return out
 
 

@@ -10,6 +10,7 @@ imports every module of the package.
 from __future__ import annotations
 
 import ast
+import functools
 import importlib.metadata
 import re
 import subprocess
@@ -69,11 +70,17 @@ def third_party_imports(path: Path) -> tuple[set[str], set[str]]:
     return top, nested
 
 
+@functools.lru_cache(maxsize=1)
+def installed_distributions() -> dict[str, list[str]]:
+    """Import name -> distributions, read once (it scans every installed package)."""
+    return importlib.metadata.packages_distributions()
+
+
 def distribution_of(module: str) -> str:
     """The distribution that provides an import name (as installed here)."""
     if module in NOT_INSTALLED:
         return normalize(NOT_INSTALLED[module])
-    dists = importlib.metadata.packages_distributions().get(module)
+    dists = installed_distributions().get(module)
     assert dists, f"'{module}' is imported but no installed distribution provides it"
     return normalize(dists[0])
 

@@ -762,7 +762,11 @@ def run_train(store: Store, config: TrainConfig, data: str | Artifact | None = N
             return train_in_dir(loaded, rows, source.dev, work, data_ref=source.source, callbacks=callbacks,
                                 verbose=verbose, eval_sets=eval_sets)
 
-        outcome = store.run(stage=STAGE, format_version=FORMAT_VERSION, config=config,
+        # issue 12: under torchrun rank 0 runs the stage and ranks > 0 train in step (else plain store.run)
+        from pipe_embed.training.distributed import TrainJob, run_stage
+
+        outcome = run_stage(store, TrainJob(loaded, rows, source.dev, eval_sets), stage=STAGE,
+                            format_version=FORMAT_VERSION, config=config,
                             inputs=[source.artifact] if source.artifact is not None else [], build=build,
                             extra=extra, force=force, resumable=True)
         tracker.close(outcome.artifact, outcome.cached)
