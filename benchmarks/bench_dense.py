@@ -221,7 +221,7 @@ def throughput(rounds: int, backends: list[str]) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         for backend in usable:
             start = time.perf_counter()
-            model, name, note = load_encoder(None, backend, export_root=Path(tmp) / "exports")
+            model, _, note = load_encoder(None, backend, export_root=Path(tmp) / "exports")
             models[backend] = model
             out["backends"][backend] = {"load_and_export_s": round(time.perf_counter() - start, 2), "note": note,
                                         "texts_per_s": {k: [] for k in sets}, "load": []}

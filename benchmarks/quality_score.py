@@ -49,7 +49,7 @@ def plot(summary: dict[str, dict[str, Any]], recipes: list[str], path: Path, met
 
     glossaries = list(summary)
     width = 0.8 / max(1, len(recipes))
-    fig, ax = plt.subplots(figsize=(max(6, 1.8 * len(glossaries) * max(1, len(recipes)) / 3), 4.5))
+    fig, ax = plt.subplots(figsize=(max(8, 1.8 * len(glossaries) * max(1, len(recipes)) / 3 + 3), 4.5))
     colors = plt.get_cmap("tab10")
     lows = []
     for j, recipe in enumerate(recipes):
@@ -66,7 +66,7 @@ def plot(summary: dict[str, dict[str, Any]], recipes: list[str], path: Path, met
     ax.set_ylabel(f"held-out {metric.upper()}")
     if lows:
         ax.set_ylim(max(0.0, min(lows) - 0.08), None)
-    ax.legend(fontsize=8, ncol=2, loc="lower right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax.set_title("term → definition retrieval on held-out terms (bars: mean; dots: seeds)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)

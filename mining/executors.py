@@ -162,7 +162,6 @@ _ENCODERS: dict[tuple[Any, ...], Any] = {}  # per worker process: the loaded mod
 def _worker_setup(cpus: int) -> None:
     """Quiet output; FAISS uses the CPUs this task was given."""
     import faiss
-
     from pipe_embed.pipeline.core.console import set_verbosity
 
     set_verbosity(-1)
@@ -210,10 +209,11 @@ def encode_task(spec: dict[str, Any], groups: list[tuple[list[str], str | None]]
 
 def search_task(queries: np.ndarray, corpus: np.ndarray | None, index_bytes: np.ndarray | None, k: int,
                 offset: int, params: dict[str, Any], batch_size: int, cpus: int, shard: int,
-                hook: Callable[[str, int], None] | None) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k of an anchor shard in a corpus shard (global ids), or in the driver's serialised index."""
+                hook: Callable[[str, int], None] | None) -> tuple[np.ndarray, np.ndarray, float]:
+    """Top-k of an anchor shard in a corpus shard (global ids), or in the driver's serialised index; CPU seconds."""
     from pipe_embed.mining.dense import IndexParams, build_index, knn_search, search_index
 
+    cpu = time.process_time()
     _worker_setup(cpus)
     if hook is not None:
         hook("search", shard)
@@ -232,7 +232,7 @@ def search_task(queries: np.ndarray, corpus: np.ndarray | None, index_bytes: np.
                              id_offset=offset)
     else:
         found = knn_search(queries, corpus, k, batch_size=batch_size, id_offset=offset)  # type: ignore[arg-type]
-    return found.ids, found.scores
+    return found.ids, found.scores, time.process_time() - cpu
 
 
 # -- the driver --------------------------------------------------------------------------------------
@@ -289,8 +289,13 @@ def encode_on_ray(ray: Any, p: Plan, config: Any, encoder: Any,
     return todo
 
 
-def search_on_ray(ray: Any, p: Plan, config: Any, queries: np.ndarray, corpus: np.ndarray, k: int) -> Candidates:
-    """Exact (flat) or index search of every anchor as a grid of Ray tasks; per-anchor top-k merged here."""
+def search_on_ray(ray: Any, p: Plan, config: Any, queries: np.ndarray, corpus: np.ndarray, k: int,
+                  seconds: dict[str, float] | None = None) -> Candidates:
+    """Exact (flat) or index search of every anchor as a grid of Ray tasks; per-anchor top-k merged here.
+
+    `seconds["search_task_cpu"]` gets the CPU time the tasks spent (against the wall time: how much of
+    the workers' CPUs the search really had).
+    """
     from pipe_embed.mining.dense import IndexParams, build_index
 
     k = max(1, min(k, len(corpus)))
@@ -319,13 +324,17 @@ def search_on_ray(ray: Any, p: Plan, config: Any, queries: np.ndarray, corpus: n
     info(f"ray: searching {len(anchor_parts)} anchor shards x {len(corpus_parts)} corpus shards "
          f"on {p.workers} workers")
     merged: list[Candidates | None] = [None] * len(anchor_parts)
+    cpu = 0.0
     while pending:
         done, _ = ray.wait(list(pending), num_returns=1)
         a = pending.pop(done[0])
-        ids, scores = _get(ray, done[0], "searching")
+        ids, scores, task_cpu = _get(ray, done[0], "searching")
+        cpu += task_cpu
         part = Candidates(np.array(ids), np.array(scores))  # writable copies of the object-store arrays
         merged[a] = part if merged[a] is None else merge_topk([merged[a], part], k)
     del query_refs, corpus_refs, index_ref
+    if seconds is not None:
+        seconds["search_task_cpu"] = cpu
     return concat_queries([m for m in merged if m is not None])
 
 
@@ -347,7 +356,7 @@ def ray_dense(config: Any, encoder: Any, anchors: Sequence[str], texts: Sequence
             encoder.cache_hits = max(0, encoder.cache_hits - encoder.encoded)  # the workers' texts were not hits
         seconds["encode"] = time.perf_counter() - start
         start = time.perf_counter()
-        cands = search_on_ray(ray, p, config, queries, corpus, k)
+        cands = search_on_ray(ray, p, config, queries, corpus, k, seconds)
         seconds["search"] = time.perf_counter() - start
         return queries, corpus, cands
     finally:

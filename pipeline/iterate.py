@@ -36,6 +36,8 @@ class IterateConfig:
     negatives: Literal["replace", "union"] = option("replace", "Keep only the new round's negatives, or merge them with the previous round's.")
     metric: str = option("mrr@10", "Dev metric that decides early stopping and the best round.")
     min_delta: float = option(0.0, "A round must beat the best dev metric by more than this to continue.")
+    keep_base: bool = option(True, "The base model is a candidate: round 1 must beat its dev score, and when no round "
+                                   "does, the result is the base model (--no-keep-base: the best round, even below it).")
 
     def validate(self) -> None:
         if self.rounds < 1:
@@ -92,11 +94,21 @@ def iterate_rounds(store: Store, compose: Artifact, config: IterateConfig, mine_
     base_model = config.model  # kept as given, so round 1 matches a plain `pipe mine`/`pipe train` (cache hits)
     dev_cfg = dataclasses.replace(eval_config, split="dev")
     test_cfg = dataclasses.replace(eval_config, split="test")
+    splits = getattr(compose, "stats", {}).get("splits", {})
+    if splits.get("dev", 1) == 0:
+        raise PipeError(f"{compose.ref} has no dev split: iterate picks rounds and stops on dev",
+                        hint="compose with --dev-fraction above 0 (e.g. 0.1)")
+    has_test = splits.get("test", 1) > 0  # a compose with --test-fraction 0 has nothing to test on
+
+    def evaluate_test(model: str) -> Artifact | None:
+        return run_eval(store, test_cfg, model, compose.ref).artifact if has_test else None
+
     base_dev = _forward(run_eval(store, dev_cfg, base_model, compose.ref).artifact)
-    base_test = _forward(run_eval(store, test_cfg, base_model, compose.ref).artifact)
+    base_test_eval = evaluate_test(base_model)
+    base_test = _forward(base_test_eval) if base_test_eval is not None else {}
     info(f"base model dev {config.metric} = {_metric(base_dev, config.metric):.4f}")
     rounds: list[RoundResult] = []
-    best = float("-inf")
+    best = _metric(base_dev, config.metric) if config.keep_base else float("-inf")
     previous_mine: Artifact | None = None
     previous_model = base_model
     for number in range(1, config.rounds + 1):
@@ -118,14 +130,17 @@ def iterate_rounds(store: Store, compose: Artifact, config: IterateConfig, mine_
             train = run_train(store, tcfg, mine).artifact
             trained = train.ref  # a ref, not a path: later rounds' versions must not depend on --data-dir
             dev = run_eval(store, dev_cfg, trained, compose.ref).artifact
-            test = run_eval(store, test_cfg, trained, compose.ref).artifact
+            test = evaluate_test(trained)
+            test_metrics = _forward(test) if test is not None else {}
             score = _metric(_forward(dev), config.metric)
             improved = score > best + config.min_delta
-            tracked.set_tags(train=train.ref, eval_dev=dev.ref, eval_test=test.ref, improved=improved)
-            tracked.log_metrics({"dev": _forward(dev), "test": _forward(test)}, step=number)
+            eval_test = test.ref if test is not None else None
+            tracked.set_tags(train=train.ref, eval_dev=dev.ref, eval_test=eval_test, improved=improved)
+            tracked.log_metrics({"dev": _forward(dev), "test": test_metrics}, step=number)
             rounds.append(RoundResult(
                 round=number, miner=miner, mine=mine.ref, train=train.ref, eval_dev=dev.ref,
-                eval_test=test.ref, dev=_forward(dev), test=_forward(test), model_path=str(train.file(MODEL_DIR)),
+                eval_test=eval_test, dev=_forward(dev), test=test_metrics,
+                model_path=str(train.file(MODEL_DIR).resolve()),
                 improved=improved,
                 overlap_with_previous=mine.stats.get("overlap_with_previous"),
                 short_of_negatives=mine.stats.get("share_short_of_negatives"),
@@ -152,6 +167,36 @@ def best_round(rounds: list[RoundResult], metric: str) -> RoundResult:
     return max(rounds, key=lambda r: (r.dev.get(metric, float("-inf")), -r.round))
 
 
+@dataclass
+class Result:
+    """What iterate hands back: the best round, or the base model when no round beat it on dev."""
+
+    round: int  # 0 = the base model
+    model_path: str
+    train: str | None
+    dev: dict[str, float]
+    test: dict[str, float]
+
+
+def pick_result(rounds: list[RoundResult], base: dict[str, Any], config: IterateConfig) -> Result:
+    """The result, saying loudly when no round beat the base model on dev."""
+    from pipe_embed.pipeline.core.console import warn
+    from pipe_embed.pipeline.core.models import resolve_model
+
+    best = best_round(rounds, config.metric)
+    base_score = _metric(base["dev"], config.metric)
+    best_score = best.dev.get(config.metric, float("-inf"))
+    if config.keep_base and best_score <= base_score + config.min_delta:
+        warn(f"no round beat the base model on dev ({config.metric}: best round {best.round} {best_score:.4f}, "
+             f"base {base_score:.4f}): the result is the base model, unchanged — train longer (--epochs, "
+             "--max-steps), on more data, or use --no-keep-base to take the best round anyway")
+        return Result(round=0, model_path=resolve_model(config.model), train=None, dev=base["dev"], test=base["test"])
+    if best_score < base_score:
+        warn(f"[bold red]the result (round {best.round}, dev {config.metric} {best_score:.4f}) scores below the "
+             f"base model ({base_score:.4f}) on dev[/bold red] — --no-keep-base chose it; drop that flag to keep the base")
+    return Result(round=best.round, model_path=best.model_path, train=best.train, dev=best.dev, test=best.test)
+
+
 def run_iterate(store: Store, config: IterateConfig, mine_config: Any, train_config: Any,
                 eval_config: Any, from_ref: str = "compose@latest", force: bool = False) -> RunOutcome:
     """Run the rounds as one iterate artifact; an identical call again is a cache hit."""
@@ -165,13 +210,12 @@ def run_iterate(store: Store, config: IterateConfig, mine_config: Any, train_con
         with group_run(train_config.report_to, store.root, "iterate", f"iterate {compose.ref}",
                        experiment=train_config.experiment, tags={"compose": compose.ref}) as tracked:
             rounds, base = iterate_rounds(store, compose, config, mine_config, train_config, eval_config)
-            best_of = best_round(rounds, config.metric)
-            tracked.set_tags(best_round=best_of.round, best_train=best_of.train)
-            tracked.log_metrics({"base_dev": base["dev"], "best_dev": best_of.dev, "best_test": best_of.test})
+            best = pick_result(rounds, base, config)
+            tracked.set_tags(best_round=best.round, best_train=best.train)
+            tracked.log_metrics({"base_dev": base["dev"], "best_dev": best.dev, "best_test": best.test})
         base_dev = base["dev"]
-        best = best_round(rounds, config.metric)
         payload = {"metric": config.metric, "base_dev": base_dev, "base_test": base["test"],
-                   "best_round": best.round,
+                   "best_round": best.round, "best_is_base": best.round == 0,
                    "best_model": best.model_path, "best_train": best.train,
                    "stopped_early": len(rounds) < config.rounds,
                    "rounds": [dataclasses.asdict(r) for r in rounds]}
@@ -184,7 +228,7 @@ def run_iterate(store: Store, config: IterateConfig, mine_config: Any, train_con
             stats={"rounds_run": len(rounds), "best_round": best.round,
                    "stopped_early": payload["stopped_early"]},
             metrics=metrics,
-            headline={"rounds": len(rounds), "best": best.round,
+            headline={"rounds": len(rounds), "best": best.round or "base",
                       config.metric: round(best.dev.get(config.metric, 0.0), 4)},
             extra={"best_model": best.model_path, "best_train": best.train},
         )

@@ -155,7 +155,8 @@ def render_report(store: Store, iterate: Artifact, config: ReportConfig, work: P
 
     head = "".join(f"<th>dev {html.escape(m)}</th>" for m in metrics) + \
         "".join(f"<th>test {html.escape(m)}</th>" for m in metrics[:2])
-    body = ["<tr><td class=l>base model</td><td class=l>–</td>"
+    base_css = " class=best" if data["best_round"] == 0 else ""
+    body = [f"<tr{base_css}><td class=l>base model</td><td class=l>–</td>"
             + "".join(f"<td>{_fmt(data.get('base_dev', {}).get(m, ''))}</td>" for m in metrics)
             + "".join(f"<td>{_fmt(base['test'].get(m, ''))}</td>" for m in metrics[:2])
             + "<td class=l>–</td><td class=l>–</td></tr>"]
@@ -171,7 +172,9 @@ def render_report(store: Store, iterate: Artifact, config: ReportConfig, work: P
         f"<td class=l>{html.escape(a.manifest.get('finished', '')[:19])}</td>"
         f"<td class=l><details><summary>config</summary><pre>{html.escape(json.dumps(a.config, indent=1))}</pre>"
         f"</details></td></tr>" for n, a in lineage)
-    best = next(r for r in rounds if r["round"] == data["best_round"])
+    best = next((r for r in rounds if r["round"] == data["best_round"]),
+                {"round": "0 (the base model: no round beat it on dev)", "dev": data.get("base_dev", {}),
+                 "model_path": data.get("best_model", "")})
     page = f"""<!doctype html><html lang=en><head><meta charset=utf-8>
 <meta name=viewport content="width=device-width,initial-scale=1"><title>pipe report — {html.escape(iterate.ref)}</title>
 <style>{_CSS}</style></head><body>

@@ -32,6 +32,5 @@ pipe report
 set +x
 echo
 echo "Done in ${SECONDS} s."
-BEST_TRAIN="$(pipe show iterate@latest | python3 -c 'import json,sys; print(json.load(sys.stdin)["best_train"])')"
-echo "Best model (loads with SentenceTransformer(path)): $(pipe show --path "$BEST_TRAIN")/model"
+echo "Best model (loads with SentenceTransformer(path)): $(pipe show iterate@latest | python3 -c 'import json,sys; print(json.load(sys.stdin)["best_model"])')"
 echo "Report: $(pipe show --path report@latest)/index.html"

@@ -157,7 +157,6 @@ def follow_training(job: TrainJob, shared_work: Path) -> None:
     by rank 0 alone: this rank's weights are dropped when training ends.
     """
     import transformers
-
     from pipe_embed.pipeline.core.models import quiet_libraries
     from pipe_embed.training import train as stage
 

@@ -31,10 +31,14 @@ def iterate(shared: Shared, values: dict[str, Any]) -> None:
     data = read_rounds(outcome.artifact)
     if not shared.quiet:
         console.print(rounds_table(data))
-        best = next(r for r in data["rounds"] if r["round"] == data["best_round"])
-        model = store.resolve(best["train"], stage="train").file("model").resolve()
-        info(f"best: round {best['round']} ({data['metric']} {best['dev'][data['metric']]:.4f} on dev) — "
-             f"model at {model}")
+        metric = data["metric"]
+        if data["best_round"] == 0:
+            info(f"result: the base model ({metric} {data['base_dev'][metric]:.4f} on dev; no round beat it) — "
+                 f"model at {data['best_model']}")
+        else:
+            best = next(r for r in data["rounds"] if r["round"] == data["best_round"])
+            model = store.resolve(best["train"], stage="train").file("model").resolve()
+            info(f"best: round {best['round']} ({metric} {best['dev'][metric]:.4f} on dev) — model at {model}")
     report(outcome)
 
 
@@ -48,7 +52,8 @@ def rounds_table(data: dict[str, Any]) -> Any:
         table.add_column(column, justify="right")
     base, base_test = data.get("base_dev", {}), data.get("base_test", {})
     table.add_row("base", "-", f"{base.get(metric, float('nan')):.4f}", f"{base_test.get(metric, float('nan')):.4f}",
-                  f"{base_test.get('recall@1', float('nan')):.4f}", "", "")
+                  f"{base_test.get('recall@1', float('nan')):.4f}", "", "candidate",
+                  style="bold green" if data.get("best_round") == 0 else None)
     for r in data["rounds"]:
         overlap = r.get("overlap_with_previous")
         style = "bold green" if r["round"] == data["best_round"] else None

@@ -60,8 +60,8 @@ CHECK_TEXTS = [
     "the cosine of the angle between two vectors: their dot product divided by the product of their lengths",
     "a candidate that a retriever ranks highly for a query although it is not a correct answer for it",
     "an attack on the king from which there is no legal escape, ending the game at once in a win",
-    "In the opening, both players usually try to control the centre, develop their minor pieces quickly, "
-    "castle early to keep the king safe, and avoid moving the same piece twice without a good reason.",
+    ("In the opening, both players usually try to control the centre, develop their minor pieces quickly, "
+     "castle early to keep the king safe, and avoid moving the same piece twice without a good reason."),
 ]
 
 
@@ -228,6 +228,11 @@ EXPORTERS = {"openvino": _export_openvino, "onnx": _export_onnx}
 RUNNERS = {"openvino": _runner_openvino, "onnx": _runner_onnx}
 
 
+def store_export_root(store_root: str | Path) -> Path:
+    """A store's export cache: `<data>/.cache/backends`, beside its embedding cache."""
+    return Path(store_root) / ".cache" / "backends"
+
+
 def export_dir(export_root: str | Path, fingerprint: str, backend: str) -> Path:
     """Where a model's export for a backend lives: keyed by the weights' hash, like the embedding cache."""
     return Path(export_root) / fingerprint / backend
@@ -301,7 +306,7 @@ def attach(st: Any, backend: str, export_root: str | Path | None, fingerprint: s
     folder, names, exported = export_model(st, backend, export_root, fingerprint)
     try:
         run = RUNNERS[backend](folder)
-    except Exception:
+    except Exception:  # noqa: BLE001 - re-raised unless a cached export is to blame
         if exported or export_root is None:
             raise
         shutil.rmtree(folder, ignore_errors=True)  # a damaged cached export: once more from the weights
@@ -395,7 +400,7 @@ def load_encoder(model: str | Path | None, backend: str = "auto", device: str | 
     for name in candidates:
         try:
             original = attach(st, name, export_root, fingerprint)
-        except Exception as exc:  # an export or runtime failure of an optional backend: say so, use torch
+        except Exception as exc:  # noqa: BLE001 - any failure of an optional backend: say so, use torch
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
             if backend != "auto":
                 raise PipeError(f"backend '{name}' failed to export or load the model: {first}",
@@ -404,7 +409,7 @@ def load_encoder(model: str | Path | None, backend: str = "auto", device: str | 
             continue
         try:
             cosine = min_cosine(reference, _vectors(st, texts))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a backend that cannot encode fails the check
             cosine, failure = float("-inf"), (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         else:
             failure = None

@@ -176,7 +176,36 @@ def test_iterate_cli_prints_table(tmp_path: Path, chess_html: Path, tiny_model_p
         "[train]\nmax_steps = 1\nbatch_size = 8\neval_steps = 0\neval_base = false\ndevice = 'cpu'\n")
     result = CliRunner().invoke(app, ["iterate", "--rounds", "1", "--model", str(tiny_model_path),
                                       "--from", compose.ref, "--data-dir", str(store.root),
-                                      "--config", str(config)])
+                                      "--config", str(config), "--no-keep-base"])
     assert result.exit_code == 0, result.output
     assert "rounds" in result.stderr and "best: round 1" in result.stderr
     assert result.stdout.strip().splitlines()[-1].startswith("iterate@")
+
+
+def _round(number: int, dev: float) -> RoundResult:
+    return RoundResult(round=number, miner="faiss", mine=f"mine@{number}", train=f"train@{number}",
+                       eval_dev="eval@d", eval_test=None, dev={"mrr@10": dev}, test={}, model_path=f"/m/{number}",
+                       improved=True)
+
+
+def test_the_base_model_is_a_candidate_and_a_worse_round_is_said_loudly(capsys: pytest.CaptureFixture):
+    from pipe_embed.pipeline.iterate import pick_result
+
+    base = {"dev": {"mrr@10": 0.50}, "test": {}}
+    rounds = [_round(1, 0.49), _round(2, 0.48)]
+    kept = pick_result(rounds, base, IterateConfig(keep_base=True))  # the bundled default model
+    assert kept.round == 0 and kept.train is None and kept.dev == base["dev"]
+    assert "no round beat the base model" in capsys.readouterr().err
+    taken = pick_result(rounds, base, IterateConfig(keep_base=False))
+    assert taken.round == 1 and taken.train == "train@1"
+    assert "below the" in capsys.readouterr().err
+    better = pick_result([_round(1, 0.55), _round(2, 0.60)], base, IterateConfig())
+    assert better.round == 2 and capsys.readouterr().err == ""
+
+
+def test_round_one_must_beat_the_base_to_go_on(monkeypatch: pytest.MonkeyPatch):
+    calls = _fake_stages(monkeypatch, [0.70, 0.65, 0.90])
+    compose = SimpleNamespace(ref="compose@x")
+    rounds, _ = iterate_rounds(None, compose, IterateConfig(rounds=3), MineConfig(), TrainConfig(), EvalConfig())
+    assert [r.dev["mrr@10"] for r in rounds] == [0.65] and not rounds[0].improved
+    assert calls["train"] == 1

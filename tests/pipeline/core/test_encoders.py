@@ -185,7 +185,7 @@ def test_an_asked_backend_that_fails_the_check_is_an_error(stand_in, tiny_model_
 def test_a_failed_export_falls_back_under_auto_and_fails_when_asked(stand_in, tiny_model_path: Path,
                                                                     tmp_path: Path):
     stand_in["fail_export"] = "unsupported operation aten::frobnicate"
-    st, name, note = load_encoder(tiny_model_path, "auto", export_root=tmp_path)
+    _, name, note = load_encoder(tiny_model_path, "auto", export_root=tmp_path)
     assert name == "torch" and note == "torch: openvino failed (unsupported operation aten::frobnicate)"
     assert not any(tmp_path.rglob("*.partial"))  # the unfinished export is removed
     with pytest.raises(PipeError, match="failed to export or load the model: unsupported operation"):
@@ -203,7 +203,7 @@ def test_the_check_uses_the_given_texts(stand_in, tiny_model_path: Path, tmp_pat
 def test_auto_exports_only_for_enough_texts_but_always_uses_a_cached_export(stand_in, tiny_model_path: Path,
                                                                             tmp_path: Path):
     few = encoders.AUTO_EXPORT_MIN_TEXTS - 1
-    st, name, note = load_encoder(tiny_model_path, "auto", export_root=tmp_path, texts_to_encode=few)
+    _, name, note = load_encoder(tiny_model_path, "auto", export_root=tmp_path, texts_to_encode=few)
     assert name == "torch" and stand_in["exports"] == 0
     assert note == f"torch: {few} texts to encode, fewer than 256 (exporting for openvino would take longer)"
     _, name, _ = load_encoder(tiny_model_path, "auto", export_root=tmp_path, texts_to_encode=few + 1)
