@@ -12,11 +12,8 @@ report it too. Without torchrun's environment (WORLD_SIZE unset or 1) this is `s
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import os
-import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -95,8 +92,10 @@ def _send(message: str | None) -> str | None:
     return box[0]
 
 
-def run_stage(store: Store, job: TrainJob, *, build: Callable[[Path], StageResult], **kwargs: Any) -> RunOutcome:
-    """`store.run(build=build, **kwargs)` on one process; under torchrun, rank 0 runs it and the others follow."""
+def run_stage(store: Store, job: TrainJob, *, build: Callable[[Path], StageResult],
+              follow: Callable[[TrainJob, Path], None], **kwargs: Any) -> RunOutcome:
+    """`store.run(build=build, **kwargs)` on one process; under torchrun, rank 0 runs it and the others
+    follow: `follow(job, work)` trains in step on ranks > 0 (the train stage hands it in)."""
     me = current()
     if me.world <= 1:
         return store.run(build=build, **kwargs)
@@ -107,7 +106,7 @@ def run_stage(store: Store, job: TrainJob, *, build: Callable[[Path], StageResul
         if me.main:
             return _lead(store, build, kwargs)
         set_verbosity(-1)  # rank 0 speaks for the run
-        return _follow(store, job)
+        return _follow(store, job, follow)
     finally:
         if created:
             import torch.distributed as dist
@@ -138,42 +137,14 @@ def _lead(store: Store, build: Callable[[Path], StageResult], kwargs: dict[str, 
     return outcome
 
 
-def _follow(store: Store, job: TrainJob) -> RunOutcome:
+def _follow(store: Store, job: TrainJob, follow: Callable[[TrainJob, Path], None]) -> RunOutcome:
     """Ranks > 0: train in step with rank 0 (unless it found the artifact), then take its artifact."""
     work = _send(None)
     if work == FAILED:
         raise PipeError(f"rank {current().rank}: rank 0 stopped before training (its error says why)")
     if work != CACHED:
-        follow_training(job, Path(str(work)))
+        follow(job, Path(str(work)))
     ref = _send(None)
     return RunOutcome(store.resolve(str(ref)), cached=work == CACHED)
 
 
-def follow_training(job: TrainJob, shared_work: Path) -> None:
-    """The training steps of `train_in_dir` on a rank > 0: no base-model score, no saving, no report.
-
-    Checkpoints go to rank 0's directory (the trainer saves the model there from rank 0 only, and each
-    rank's RNG state); logs to a scratch directory removed afterwards. The best checkpoint is loaded
-    by rank 0 alone: this rank's weights are dropped when training ends.
-    """
-    import transformers
-    from pipe_embed.pipeline.core.models import quiet_libraries
-    from pipe_embed.training import train as stage
-
-    config = dataclasses.replace(job.config, eval_base=False)
-    device = stage.start_device(config)
-    scratch = Path(tempfile.mkdtemp(prefix=f"pipe-train-rank{current().rank}-"))
-    try:
-        checkpoints = shared_work / stage.CHECKPOINTS
-        resume = stage.last_checkpoint(checkpoints)
-        run = stage.RunDir(scratch, scratch / stage.LOG_DIR, checkpoints, resume,
-                           int(resume.name.split("-")[-1]) if resume else 0)
-        run.logs.mkdir(parents=True, exist_ok=True)
-        with quiet_libraries(False):
-            transformers.set_seed(config.seed)
-            ready = stage.load_trainable_model(config, device, job.dev, run)
-            trainer = stage.build_trainer(config, ready.model, job.rows, job.dev, run, device, (), job.eval_sets)
-            trainer._load_best_model = lambda: None  # rank 0 loads and keeps the best checkpoint
-            stage.fit(trainer, run)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)

@@ -724,6 +724,36 @@ def export_model(artifact: Artifact, target: Path) -> None:
     info(f"copied the model to {target}")
 
 
+def follow_training(job: Any, shared_work: Path) -> None:
+    """The training steps of `train_in_dir` on a rank > 0: no base-model score, no saving, no report.
+
+    Checkpoints go to rank 0's directory (the trainer saves the model there from rank 0 only, and each
+    rank's RNG state); logs to a scratch directory removed afterwards. The best checkpoint is loaded
+    by rank 0 alone: this rank's weights are dropped when training ends.
+    """
+    import tempfile
+
+    import transformers
+    from pipe_embed.training.distributed import current
+
+    config = dataclasses.replace(job.config, eval_base=False)
+    device = start_device(config)
+    scratch = Path(tempfile.mkdtemp(prefix=f"pipe-train-rank{current().rank}-"))
+    try:
+        checkpoints = shared_work / CHECKPOINTS
+        resume = last_checkpoint(checkpoints)
+        run = RunDir(scratch, scratch / LOG_DIR, checkpoints, resume, int(resume.name.split("-")[-1]) if resume else 0)
+        run.logs.mkdir(parents=True, exist_ok=True)
+        with quiet_libraries(False):
+            transformers.set_seed(config.seed)
+            ready = load_trainable_model(config, device, job.dev, run)
+            trainer = build_trainer(config, ready.model, job.rows, job.dev, run, device, (), job.eval_sets)
+            trainer._load_best_model = lambda: None  # rank 0 loads and keeps the best checkpoint
+            fit(trainer, run)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 def with_model_paths(store: Store, config: TrainConfig) -> TrainConfig:
     """The config with model refs (`train@<version>`) replaced by their model paths.
 
@@ -765,7 +795,7 @@ def run_train(store: Store, config: TrainConfig, data: str | Artifact | None = N
         # issue 12: under torchrun rank 0 runs the stage and ranks > 0 train in step (else plain store.run)
         from pipe_embed.training.distributed import TrainJob, run_stage
 
-        outcome = run_stage(store, TrainJob(loaded, rows, source.dev, eval_sets), stage=STAGE,
+        outcome = run_stage(store, TrainJob(loaded, rows, source.dev, eval_sets), follow=follow_training, stage=STAGE,
                             format_version=FORMAT_VERSION, config=config,
                             inputs=[source.artifact] if source.artifact is not None else [], build=build,
                             extra=extra, force=force, resumable=True)
