@@ -121,9 +121,9 @@ def cost_model(n: int, per_core_gflops: float, dim: int = DIM, depth: int = 100)
         "search_cpu_core_hours": round(flops / (per_core_gflops * 1e9) / 3600, 2),
         "search_s_by_cpu_workers": {w: round(flops / (per_core_gflops * 1e9) / w) for w in (8, 32, 64, 128)},
         "search_s_per_gpu_estimate": {
-            "basis": "FAISS GPU flat = cuBLAS sgemm: ~25 TFLOP/s achieved in float32 on an A100 "
-                     "(19.5 peak, more with TF32), ~50 on an H100; plus k-selection. Not measured here.",
-            "A100": round(flops / 25e12), "H100": round(flops / 50e12)},
+            "basis": "FAISS GPU flat = cuBLAS sgemm in float32: ~15 TFLOP/s achieved on an A100 (19.5 peak), "
+                     "~45 on an H100 SXM (67 peak), plus k-selection; one GPU, not measured here.",
+            "A100": round(flops / 15e12), "H100": round(flops / 45e12)},
         "encode": {
             "basis": "all-MiniLM-L6-v2, short glossary texts: ~14,200 sentences/s on one V100 (sentence-transformers' "
                      "pretrained-model table, fp32); fp16 on an A100/H100 ~2-4x that. 2M texts (anchors + corpus).",
@@ -133,7 +133,9 @@ def cost_model(n: int, per_core_gflops: float, dim: int = DIM, depth: int = 100)
             "driver_candidates": round(results / gb, 2),
             "object_store_on_driver_node": round(2 * vectors / gb, 2),
             "per_search_task_by_workers": {w: round((2 * vectors / w + results / w) / gb, 3) for w in (8, 32, 64)},
-            "note": "a search task holds one anchor shard, one corpus shard and its anchors' top-k (grid of W x W tasks)",
+            "encode_worker": "about 1 GB: torch, the 90 MB model, one 4,096-text chunk of activations",
+            "note": "a search task holds one anchor shard, one corpus shard and its anchors' top-k (grid of W x W tasks) "
+                    "plus FAISS's 16 MB block of scores",
         },
     }
     return out
