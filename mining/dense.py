@@ -88,7 +88,7 @@ class Encoder:
 
     def _encode_now(self, texts: list[str], prompt: str | None) -> np.ndarray:
         """Run the model on texts (no cache); the first call checks the backend on these texts."""
-        model = self.load([(prompt or "") + t for t in texts])
+        model = self._model if self._model is not None else self.load([(prompt or "") + t for t in texts])
         vectors = model.encode(texts, batch_size=self.batch_size, prompt=prompt, normalize_embeddings=True,
                                convert_to_numpy=True, show_progress_bar=False)
         vectors = np.asarray(vectors, dtype=np.float32)

@@ -295,6 +295,10 @@ def export_model(st: Any, backend: str, export_root: str | Path | None, fingerpr
         except OSError:  # another process finished the same export first: use theirs
             if _read_meta(folder) is None:
                 raise
+    except BaseException:
+        if folder is None:
+            shutil.rmtree(root, ignore_errors=True)  # the throwaway export's temporary folder
+        raise
     finally:
         if folder is not None and work.exists():
             shutil.rmtree(work, ignore_errors=True)
@@ -306,7 +310,7 @@ def attach(st: Any, backend: str, export_root: str | Path | None, fingerprint: s
     folder, names, exported = export_model(st, backend, export_root, fingerprint)
     try:
         run = RUNNERS[backend](folder)
-    except Exception:  # noqa: BLE001 - re-raised unless a cached export is to blame
+    except Exception:  # re-raised unless a cached export is to blame
         if exported or export_root is None:
             raise
         shutil.rmtree(folder, ignore_errors=True)  # a damaged cached export: once more from the weights
@@ -400,7 +404,7 @@ def load_encoder(model: str | Path | None, backend: str = "auto", device: str | 
     for name in candidates:
         try:
             original = attach(st, name, export_root, fingerprint)
-        except Exception as exc:  # noqa: BLE001 - any failure of an optional backend: say so, use torch
+        except Exception as exc:  # any failure of an optional backend: say so, use torch
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
             if backend != "auto":
                 raise PipeError(f"backend '{name}' failed to export or load the model: {first}",

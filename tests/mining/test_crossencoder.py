@@ -57,9 +57,10 @@ def test_a_cross_encoder_that_cannot_load_is_one_clear_error(store: Store, compo
 
 
 def test_onnx_backend_without_its_extra_names_the_pip_line(store: Store, compose: Artifact, tiny_model_path: Path):
-    import importlib.util
 
-    if importlib.util.find_spec("optimum") and importlib.util.find_spec("onnxruntime"):
+    from pipe_embed.pipeline.core.encoders import backend_installed
+
+    if backend_installed("onnx"):
         pytest.skip("the onnx extra is installed here")
     with pytest.raises(PipeError, match=r'pip install "pipe-embed\[onnx\]"'):
         run_mine(store, MineConfig(method="faiss", model=str(tiny_model_path), backend="onnx"), compose)
