@@ -49,7 +49,7 @@ from pipe_embed.pipeline.core.pairs import CORPUS_FILE, pairs_file, read_corpus,
 from pipe_embed.pipeline.core.store import Artifact, Store  # noqa: E402
 
 from benchmarks.child import run_child  # noqa: E402
-from benchmarks.wordnet_pairs import canonical, synset_rows, synsets, write_compose  # noqa: E402
+from benchmarks.wordnet_pairs import distinct_gloss_rows, synset_rows, write_compose  # noqa: E402
 
 SETTINGS = {"range_max": 30, "num_negatives": 3, "relative_margin": 0.05, "batch_size": 64}
 PROGRESS: Path | None = None  # where mine_vs_peer writes its runs as they finish
@@ -293,18 +293,8 @@ def rss(texts: int, anchors: int | None = None, index: str = "flat") -> dict:
     from pipe_embed.mining.stage import cache_root
     from pipe_embed.pipeline.core.models import model_fingerprint
 
-    rows, seen = [], set()
-    for number, (lemmas, definition) in enumerate(synsets()):
-        for lemma in lemmas:
-            text = f"{lemma}: {definition}"
-            if text in seen:
-                continue
-            seen.add(text)
-            rows.append(canonical(f"{lemma} #{number}", [text]))
-            if len(rows) >= texts:
-                break
-        if len(rows) >= texts:
-            break
+    rows = distinct_gloss_rows(texts)
+    seen = [row["positives"][0] for row in rows]
     held_out = rows[anchors:] if anchors else []  # their texts stay candidates; they are not mined
     rows = rows[: anchors or texts]
     dim = 384
@@ -313,7 +303,7 @@ def rss(texts: int, anchors: int | None = None, index: str = "flat") -> dict:
         compose = write_compose(store, rows, "bench_dense_rss", held_out)
         cache = EmbeddingCache(cache_root(store), model_fingerprint(None))
         rng = np.random.default_rng(0)
-        for batch in (list(seen)[i:i + 8192] for i in range(0, len(seen), 8192)):
+        for batch in (seen[i:i + 8192] for i in range(0, len(seen), 8192)):
             vecs = rng.normal(size=(len(batch), dim)).astype(np.float32)
             cache.put(text_keys(batch), vecs / np.linalg.norm(vecs, axis=1, keepdims=True))
         anchor_texts = [r["anchor"] for r in rows]  # only the mined (train) anchors are encoded

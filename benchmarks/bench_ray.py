@@ -36,7 +36,7 @@ import numpy as np  # noqa: E402
 from pipe_embed.pipeline.core.console import set_verbosity  # noqa: E402
 from pipe_embed.pipeline.core.store import Artifact, Store  # noqa: E402
 
-from benchmarks.wordnet_pairs import canonical, synsets, write_compose  # noqa: E402
+from benchmarks.wordnet_pairs import distinct_gloss_rows, write_compose  # noqa: E402
 
 DIM = 384
 
@@ -51,20 +51,8 @@ def build_store(root: Path, texts: int) -> tuple[Store, Artifact, int]:
     from pipe_embed.mining.stage import cache_root
     from pipe_embed.pipeline.core.models import model_fingerprint
 
-    rows, seen = [], []
-    known: set[str] = set()
-    for number, (lemmas, definition) in enumerate(synsets()):
-        for lemma in lemmas:
-            text = f"{lemma}: {definition}"
-            if text in known:
-                continue
-            known.add(text)
-            seen.append(text)
-            rows.append(canonical(f"{lemma} #{number}", [text]))
-            if len(rows) >= texts:
-                break
-        if len(rows) >= texts:
-            break
+    rows = distinct_gloss_rows(texts)
+    seen = [row["positives"][0] for row in rows]
     store = Store(root / "data")
     compose = write_compose(store, rows, "bench_ray")
     cache = EmbeddingCache(cache_root(store), model_fingerprint(None))

@@ -70,6 +70,22 @@ def synset_rows(limit: int, seed: int = 0) -> list[dict[str, Any]]:
     return random.Random(seed).sample(rows, limit) if limit < len(rows) else rows
 
 
+def distinct_gloss_rows(texts: int) -> list[dict[str, Any]]:
+    """Up to `texts` pairs rows, one per distinct "lemma: gloss" text, in WordNet order."""
+    rows: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for number, (lemmas, definition) in enumerate(synsets()):
+        for lemma in lemmas:
+            text = f"{lemma}: {definition}"
+            if text in seen:
+                continue
+            seen.add(text)
+            rows.append(canonical(f"{lemma} #{number}", [text]))
+            if len(rows) >= texts:
+                return rows
+    return rows
+
+
 def canonical(anchor: str, positives: list[str]) -> dict[str, Any]:
     return {"id": anchor_id(anchor), "anchor": anchor, "positive": positives[0], "positives": positives,
             "positive_ids": [doc_id(p) for p in positives], "hard_negatives": [], "source": "wordnet"}

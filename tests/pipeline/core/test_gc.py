@@ -12,6 +12,8 @@ from pathlib import Path
 from pipe_embed.pipeline.core import gc
 from pipe_embed.pipeline.core.store import HOST, StageResult, Store
 
+from tests.pipeline.core.test_store import _dead_pid
+
 
 def _writer(text: str, extra_files: dict[str, str] | None = None):
     def build(work: Path) -> StageResult:
@@ -28,14 +30,6 @@ def _run(store: Store, stage: str, config: dict, inputs=(), extra_files=None):
                     build=_writer(json.dumps(config), extra_files)).artifact
     time.sleep(0.005)  # finished times have millisecond resolution: keep "latest" unambiguous
     return art
-
-
-def _dead_pid() -> int:
-    pid = os.fork()
-    if pid == 0:
-        os._exit(0)
-    os.waitpid(pid, 0)
-    return pid
 
 
 def _leftover(stage_dir: Path, name: str, size: int = 1000) -> Path:
