@@ -72,6 +72,16 @@ def versions() -> dict[str, str]:
     return found
 
 
+def pipe_fingerprint(variant: PipeVariant) -> dict[str, Any]:
+    """Every resolved pipe setting (defaults included) and the source hash of the stages a recipe runs."""
+    from pipe_embed.pipeline.core.config import versioned_dict
+    from pipe_embed.pipeline.core.hashing import code_version
+
+    code = ("pipe_embed.pipeline.compose", "pipe_embed.mining", "pipe_embed.training", "pipe_embed.pipeline.iterate")
+    return {"configs": {stage: versioned_dict(cfg) for stage, cfg in variant.configs().items()},
+            "code": {name: code_version(name) for name in code}}
+
+
 def run_key(glossary: Glossary, seed: int, recipe: str, variant: PipeVariant | None, quick: bool) -> str:
     """What decides a run's result: the glossary's texts, the split, the recipe and its settings."""
     texts = hashlib.sha256(json.dumps([[t.term, t.definitions] for t in glossary.terms]).encode()).hexdigest()[:16]
@@ -79,6 +89,8 @@ def run_key(glossary: Glossary, seed: int, recipe: str, variant: PipeVariant | N
                 "max_length": MAX_LENGTH,
                 "st": ST_SETTINGS if recipe in PLAIN else None, "st_mine": ST_MINE if recipe == "st_mined" else None,
                 "pipe": variant.tables if variant is not None else None}
+    if variant is not None:  # pipe's defaults and code decide too: a changed default is a new run, not a stale hit
+        settings["pipe_resolved"] = pipe_fingerprint(variant)
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:20]
 
 

@@ -2,8 +2,9 @@
 
 Layout: `<root>/<namespace>/<shard>.vecs.npy` (float32, n x dim) and `<shard>.keys.npy` (uint64,
 n x 2: a 128-bit hash of prompt and text). The namespace is the model's weight fingerprint, so new
-weights never see old vectors; not the backend, which changes speed, not vectors (a fast backend is
-used only when it matches torch to cosine >= 0.9999). A shard counts only once its keys file exists
+weights never see old vectors, shared by every backend computing in float32 (torch, onnx-f32,
+openvino-f32: the same vectors); a backend in another precision (openvino-bf16) gets its own,
+`<fingerprint>-<backend>`, so vectors of different precisions never mix. A shard counts only once its keys file exists
 (written last, by rename), so concurrent writers (shards of one run) and crashes are safe. No pickle.
 A shard that cannot be read or holds non-finite vectors is removed with a warning and its texts are
 encoded again.
@@ -19,9 +20,15 @@ from pathlib import Path
 
 import numpy as np
 from pipe_embed.pipeline.core.console import debug, warn
+from pipe_embed.pipeline.core.encoders import is_float32
 from pipe_embed.pipeline.core.errors import PipeError
 
 KEYS, VECS = ".keys.npy", ".vecs.npy"
+
+
+def cache_namespace(fingerprint: str, backend: str) -> str:
+    """The namespace of vectors from a backend in use: the weights' hash for float32 ones, else `<hash>-<backend>`."""
+    return fingerprint if is_float32(backend) else f"{fingerprint}-{backend}"
 
 
 def text_key(text: str, prompt: str | None = None) -> bytes:

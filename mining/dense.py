@@ -2,7 +2,8 @@
 
 Encoding sends only texts the cache lacks, longest-first in chunks (each chunk is cached as soon as
 it is done, so a killed run keeps its work), with normalised vectors and optional prompts, on the
-fastest backend that reproduces torch's vectors (pipe_embed.pipeline.core.encoders). Search is
+fastest backend whose vectors match torch's (pipe_embed.pipeline.core.encoders), and cached by precision
+(float32 backends share the weights' namespace; bf16 has its own: mining.cache). Search is
 exact inner product (`flat`, by `faiss.knn` on the vectors themselves: no second copy in an index)
 by default, or `ivf`/`hnsw` for large corpora; on GPU when faiss has one. Queries are searched in chunks, so memory holds the corpus vectors plus chunk x k results,
 never a queries x corpus matrix. Both steps are functions of (shard, num_shards) whose outputs
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pipe_embed.mining.cache import EmbeddingCache, text_keys
+from pipe_embed.mining.cache import EmbeddingCache, cache_namespace, text_keys
 from pipe_embed.mining.candidates import Candidates, merge_topk, shard_bounds, sort_rows
 from pipe_embed.pipeline.core.console import debug, info, progress_bar
 from pipe_embed.pipeline.core.errors import PipeError
@@ -38,21 +39,26 @@ def _adopt_legacy_namespace(cache_root: Path, fingerprint: str) -> None:
 class Encoder:
     """A sentence-transformers model behind the embedding cache; loads the model only if needed.
 
-    The backend (`auto`: OpenVINO or ONNX Runtime on CPU when installed and checked against torch on
-    the first texts to encode, else torch) changes speed, not vectors, so the cache is shared by all.
+    The backend (`auto`: OpenVINO native precision, OpenVINO f32, ONNX Runtime f32 on CPU when installed,
+    each checked against torch on the first texts to encode, else torch) picks the cache namespace:
+    float32 vectors share the weights' one, bf16 ones have their own. One Encoder never mixes them: once
+    it has used a namespace without the model (every vector cached) or was handed a cache from outside
+    (the Ray executor), a model loaded later runs in float32, the precision of that namespace.
     """
 
     def __init__(self, model: str | Path | None, *, backend: str = "auto", batch_size: int = 64,
                  cache_root: str | Path | None = None, chunk_size: int = 4096, device: str | None = None,
-                 export_root: str | Path | None = None, max_length: int | None = None) -> None:
+                 export_root: str | Path | None = None, max_length: int | None = None,
+                 precision: str = "auto") -> None:
         from pipe_embed.pipeline.core.encoders import require_backend
         from pipe_embed.pipeline.core.models import model_fingerprint, resolve_model
 
         self.model_name = str(model) if model is not None else None
         self.path = resolve_model(model)
-        require_backend(backend)  # an asked-for backend that is missing fails now, with its pip line
+        require_backend(backend, precision)  # an asked-for backend that is missing fails now, with its pip line
         self.backend = backend
-        self.backend_name: str | None = None  # the backend in use, once loaded
+        self.precision = precision  # auto: a fast backend's native precision when it passes, f32: float32 only
+        self.backend_name: str | None = None  # the backend in use with its precision (openvino-bf16, torch), once loaded
         self.note: str | None = None  # why that one, in a line
         self.batch_size = batch_size
         self.chunk_size = chunk_size
@@ -62,13 +68,20 @@ class Encoder:
         if export_root is None and cache_root is not None:
             export_root = Path(cache_root).parent / "backends"  # beside the embedding cache
         self.export_root = export_root
-        self.cache = None
-        if cache_root:
-            _adopt_legacy_namespace(Path(cache_root), self.fingerprint)
-            self.cache = EmbeddingCache(cache_root, self.fingerprint)
+        self.cache_root = Path(cache_root) if cache_root else None
+        self.cache: EmbeddingCache | None = None
+        if self.cache_root is not None:
+            _adopt_legacy_namespace(self.cache_root, self.fingerprint)
+            self.cache = EmbeddingCache(self.cache_root, self.fingerprint)
+        self._own_cache = self.cache  # replaced from outside (Ray executor): its namespace is fixed
+        self._used = False  # vectors were read or written: the namespace is fixed
         self._model: Any = None
         self.encoded = 0  # texts actually sent through the model
         self.cache_hits = 0
+
+    def _precision_open(self) -> bool:
+        """Whether the model may still pick a non-float32 precision (and so the cache namespace)."""
+        return self.cache is None or (self.cache is self._own_cache and not self._used)
 
     def load(self, sample: Sequence[str] | None = None) -> Any:
         """Load the model on its fastest checked backend (checked on `sample`, sized by it, else built-in texts)."""
@@ -77,14 +90,36 @@ class Encoder:
 
             self._model, self.backend_name, self.note = load_encoder(
                 self.model_name, self.backend, self.device, export_root=self.export_root, sample=sample,
-                max_length=self.max_length, texts_to_encode=len(sample) if sample is not None else None)
+                max_length=self.max_length, texts_to_encode=len(sample) if sample is not None else None,
+                precision=self.precision if self._precision_open() else "f32")
             info(f"encoder: {self.note}")
+            if self.cache is not None and self.cache is self._own_cache and self.cache_root is not None:
+                namespace = cache_namespace(self.fingerprint, self.backend_name)
+                if namespace != self.cache.dir.name:
+                    self.cache = self._own_cache = EmbeddingCache(self.cache_root, namespace)
         return self._model
+
+    @property
+    def namespace(self) -> str | None:
+        """The cache namespace in use (None without a cache)."""
+        return self.cache.dir.name if self.cache is not None else None
 
     @property
     def model(self) -> Any:
         """The loaded SentenceTransformer (loaded on first use)."""
         return self.load()
+
+    def _present(self, texts: list[str], keys: np.ndarray, prompt: str | None) -> np.ndarray:
+        """Which keys the cache holds; with some missing and the precision open, the model loads first, so
+        the lookup is in the namespace of the precision that will encode them."""
+        assert self.cache is not None
+        present = self.cache.contains(keys)
+        if not present.all() and self._model is None and self._precision_open():
+            missing = dict.fromkeys(texts[i] for i in np.flatnonzero(~present))
+            self.load([(prompt or "") + t for t in missing])
+            present = self.cache.contains(keys)
+        self._used = True
+        return present
 
     def _encode_now(self, texts: list[str], prompt: str | None) -> np.ndarray:
         """Run the model on texts (no cache); the first call checks the backend on these texts."""
@@ -124,7 +159,7 @@ class Encoder:
             vectors = self._fill(unique, text_keys(unique, prompt), prompt, description)
             where = {t: i for i, t in enumerate(unique)}
             return vectors[[where[t] for t in texts]]  # type: ignore[index]
-        present = self.cache.contains(keys)
+        present = self._present(texts, keys, prompt)
         missing = {}
         for i in np.flatnonzero(~present):
             missing.setdefault(texts[i], i)
@@ -143,7 +178,8 @@ class Encoder:
         unique = list(dict.fromkeys(texts))
         keys = text_keys(unique, prompt)
         owner = (keys[:, 0] % np.uint64(num_shards)).astype(np.int64)  # stable across processes
-        mine = np.flatnonzero((owner == shard) & ~self.cache.contains(keys))
+        ours = np.flatnonzero(owner == shard)
+        mine = ours[~self._present([unique[i] for i in ours], keys[ours], prompt)]
         before = self.encoded
         if len(mine):
             self._fill([unique[i] for i in mine], keys[mine], prompt, f"{description} {shard + 1}/{num_shards}")

@@ -96,8 +96,11 @@ class MineConfig:
     batch_size: int = option(64, "Encoding batch size (not part of the version: it does not change the vectors).",
                              versioned=False)
     backend: Literal["auto", "torch", "openvino", "onnx"] = option(
-        "auto", "Encoding backend: auto = OpenVINO/ONNX Runtime on CPU when installed and its vectors match torch's "
-        "(cosine >= 0.9999), else torch; openvino/onnx need their extra (not part of the version: same vectors).",
+        "auto", "Encoding backend: auto = on CPU the first installed of OpenVINO in the CPU's native precision (bf16 on "
+        "AMX), OpenVINO f32, ONNX Runtime f32 whose vectors match torch's (min cosine >= 0.9999 on the first texts), "
+        "else torch; openvino/onnx need their extra. Not part of the version: float32 gives torch's vectors, bf16 moves "
+        "them by < 1e-4 cosine (cached apart; its negatives are compared with torch's by Jaccard in "
+        "benchmarks/bench_dense.py).",
         versioned=False)
     query_prompt: str | None = option(None, "Prompt prepended to anchors when encoding (e.g. 'query: ').")
     passage_prompt: str | None = option(None, "Prompt prepended to candidate texts when encoding (e.g. 'passage: ').")
@@ -522,6 +525,8 @@ def write_report(config: MineConfig, inp: MineInput, prep: Prepared, retrieved: 
         "merged_previous": chosen.merged,
         **({"same_group": prep.groups.stats()} if prep.groups is not None else {}),
         "overlap_with_previous": overlap.get("share_already_negative") if overlap else None,
+        "encoder": encoder.backend_name if encoder is not None else None,  # e.g. openvino-bf16; None: all cached
+        "embedding_namespace": encoder.namespace if encoder is not None else None,
         "encoded_texts": encoder.encoded if encoder is not None else 0,
         "cache_hits": encoder.cache_hits if encoder is not None else 0,
         "exports": exports,

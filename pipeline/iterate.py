@@ -1,8 +1,10 @@
 """The iterate stage: mine → train → evaluate in rounds, re-mining with the model just trained.
 
 Every round's mine, train and eval are ordinary artifacts, so a killed run continues where it
-stopped (finished stages are cache hits). A round that does not raise the dev metric by
-`min_delta` stops the loop, and the best round's model — never a worse one — is the result.
+stopped (finished stages are cache hits). A round must beat the best dev score by more than the dev
+split's noise (`min_delta`; unset = one dev query's worth) to replace it and go on; a trained model
+below the base model beyond that noise is never handed back silently. The chosen round's recipe is
+then refit on train + dev (`--no-refit` keeps the round's own model).
 """
 
 from __future__ import annotations
@@ -35,14 +37,18 @@ class IterateConfig:
                                      flag="--continue/--from-base")
     negatives: Literal["replace", "union"] = option("replace", "Keep only the new round's negatives, or merge them with the previous round's.")
     metric: str = option("mrr@10", "Dev metric that decides early stopping and the best round.")
-    min_delta: float = option(0.0, "A round must beat the best dev metric by more than this to continue.")
+    min_delta: float | None = option(
+        None, "A round must beat the best dev score by more than this to replace it and go on; unset = the dev "
+              "split's noise floor, one query's worth (1 / dev queries).")
     keep_base: bool = option(True, "The base model is a candidate: round 1 must beat its dev score, and when no round "
                                    "does, the result is the base model (--no-keep-base: the best round, even below it).")
+    refit: bool = option(True, "Once dev has chosen the best round, train that round's recipe again on train + dev "
+                               "(its negatives, the same budget) and hand back that model; --no-refit keeps the round's.")
 
     def validate(self) -> None:
         if self.rounds < 1:
             raise ConfigError("field 'rounds': must be at least 1")
-        if self.min_delta < 0:
+        if self.min_delta is not None and self.min_delta < 0:
             raise ConfigError("field 'min_delta': must be >= 0")
 
 
@@ -62,6 +68,7 @@ class RoundResult:
     improved: bool
     overlap_with_previous: float | None = None
     short_of_negatives: float | None = None
+    start_model: str | None = None  # what the round trained from (a refit trains from it again)
 
 
 def _compose_of(store: Store, ref: str) -> Artifact:
@@ -82,6 +89,14 @@ def _metric(metrics: dict[str, Any], name: str) -> float:
 def _forward(evaluation: Artifact) -> dict[str, float]:
     """The evaluated model's term -> definition metrics from an eval artifact."""
     return dict(evaluation.metrics["model"]["forward"])
+
+
+def dev_noise(base_dev: dict[str, Any], config: IterateConfig) -> float:
+    """The margin a round must clear: min_delta when set, else one dev query's worth of the metric."""
+    if config.min_delta is not None:
+        return float(config.min_delta)
+    queries = base_dev.get("queries")
+    return 1.0 / float(queries) if queries else 0.0
 
 
 def iterate_rounds(store: Store, compose: Artifact, config: IterateConfig, mine_config: Any,
@@ -106,7 +121,9 @@ def iterate_rounds(store: Store, compose: Artifact, config: IterateConfig, mine_
     base_dev = _forward(run_eval(store, dev_cfg, base_model, compose.ref).artifact)
     base_test_eval = evaluate_test(base_model)
     base_test = _forward(base_test_eval) if base_test_eval is not None else {}
-    info(f"base model dev {config.metric} = {_metric(base_dev, config.metric):.4f}")
+    noise = dev_noise(base_dev, config)
+    info(f"base model dev {config.metric} = {_metric(base_dev, config.metric):.4f}; a round must beat the best "
+         f"by more than {noise:.4f} to count" + ("" if config.min_delta is not None else " (one dev query's worth)"))
     rounds: list[RoundResult] = []
     best = _metric(base_dev, config.metric) if config.keep_base else float("-inf")
     previous_mine: Artifact | None = None
@@ -133,7 +150,7 @@ def iterate_rounds(store: Store, compose: Artifact, config: IterateConfig, mine_
             test = evaluate_test(trained)
             test_metrics = _forward(test) if test is not None else {}
             score = _metric(_forward(dev), config.metric)
-            improved = score > best + config.min_delta
+            improved = score > best + noise
             eval_test = test.ref if test is not None else None
             tracked.set_tags(train=train.ref, eval_dev=dev.ref, eval_test=eval_test, improved=improved)
             tracked.log_metrics({"dev": _forward(dev), "test": test_metrics}, step=number)
@@ -141,17 +158,17 @@ def iterate_rounds(store: Store, compose: Artifact, config: IterateConfig, mine_
                 round=number, miner=miner, mine=mine.ref, train=train.ref, eval_dev=dev.ref,
                 eval_test=eval_test, dev=_forward(dev), test=test_metrics,
                 model_path=str(train.file(MODEL_DIR).resolve()),
-                improved=improved,
+                improved=improved, start_model=start_from,
                 overlap_with_previous=mine.stats.get("overlap_with_previous"),
                 short_of_negatives=mine.stats.get("share_short_of_negatives"),
             ))
             info(f"round {number}: dev {config.metric} = {score:.4f}"
-                 + ("" if improved else " (no improvement: stopping)"))
+                 + ("" if improved else f" (not above the best by more than {noise:.4f}: stopping)"))
             if not improved:
                 break
             best = score
             previous_mine, previous_model = mine, trained
-    return rounds, {"dev": base_dev, "test": base_test}
+    return rounds, {"dev": base_dev, "test": base_test, "noise": noise}
 
 
 def _round_run(store: Store | None, train_config: Any, number: int) -> Any:
@@ -176,24 +193,64 @@ class Result:
     train: str | None
     dev: dict[str, float]
     test: dict[str, float]
+    refit: str | None = None  # the refit's train ref, when the model handed back is the refit
+
+
+def refit_result(store: Store, compose: Artifact, chosen: Result, rounds: list[RoundResult], train_config: Any,
+                 eval_config: Any) -> Result:
+    """The chosen round's recipe trained again on train + dev: same negatives, start model and budget.
+
+    Dev chose the round, so the refit cannot be scored on dev; its dev figures stay the round's, and
+    the test split (when there is one) scores the refit itself.
+    """
+    from pipe_embed.training.evaluate import run_eval
+    from pipe_embed.training.train import run_train
+
+    if chosen.round == 0:
+        return chosen  # no round beat the base model: nothing to refit
+    picked = next(r for r in rounds if r.round == chosen.round)
+    info(f"[bold]refit[/bold]: round {picked.round}'s recipe on train + dev")
+    tcfg = dataclasses.replace(train_config, model=picked.start_model or train_config.model, with_dev=True)
+    train = run_train(store, tcfg, store.resolve(picked.mine)).artifact
+    test = chosen.test
+    if chosen.test:
+        test_cfg = dataclasses.replace(eval_config, split="test")
+        test = _forward(run_eval(store, test_cfg, train.ref, compose.ref).artifact)
+    return Result(round=chosen.round, model_path=str(train.file(MODEL_DIR).resolve()), train=train.ref,
+                  dev=chosen.dev, test=test, refit=train.ref)
 
 
 def pick_result(rounds: list[RoundResult], base: dict[str, Any], config: IterateConfig) -> Result:
-    """The result, saying loudly when no round beat the base model on dev."""
+    """The result: the last round that beat the best by more than the dev noise; else round 1 unless it is
+    below the base model beyond noise (then the base model, said loudly); `--no-keep-base`: the best round."""
     from pipe_embed.pipeline.core.console import warn
     from pipe_embed.pipeline.core.models import resolve_model
 
-    best = best_round(rounds, config.metric)
+    noise = float(base.get("noise", config.min_delta or 0.0))
     base_score = _metric(base["dev"], config.metric)
+    improved = [r for r in rounds if r.improved]
+    if not config.keep_base:
+        best = best_round(rounds, config.metric)
+    elif improved:
+        best = best_round(improved, config.metric)  # with min_delta >= 0 that is the last improved round
+    else:
+        first = rounds[0]
+        first_score = first.dev.get(config.metric, float("-inf"))
+        if first_score < base_score - noise or (noise == 0 and first_score <= base_score):
+            warn(f"no round beat the base model on dev ({config.metric}: round 1 {first_score:.4f}, base "
+                 f"{base_score:.4f}, noise {noise:.4f}): the result is the base model, unchanged — train longer "
+                 "(--epochs, --min-steps), on more data, or use --no-keep-base to take the best round anyway")
+            return Result(round=0, model_path=resolve_model(config.model), train=None, dev=base["dev"],
+                          test=base["test"])
+        warn(f"round 1 is within dev noise of the base model ({config.metric} {first_score:.4f} vs {base_score:.4f}, "
+             f"noise {noise:.4f}): handing back the trained model; the dev split is too small to tell them apart "
+             "(--dev-fraction, --eval-data)")
+        best = first
     best_score = best.dev.get(config.metric, float("-inf"))
-    if config.keep_base and best_score <= base_score + config.min_delta:
-        warn(f"no round beat the base model on dev ({config.metric}: best round {best.round} {best_score:.4f}, "
-             f"base {base_score:.4f}): the result is the base model, unchanged — train longer (--epochs, "
-             "--max-steps), on more data, or use --no-keep-base to take the best round anyway")
-        return Result(round=0, model_path=resolve_model(config.model), train=None, dev=base["dev"], test=base["test"])
-    if best_score < base_score:
+    if best_score < base_score - max(noise, 0.0):
         warn(f"[bold red]the result (round {best.round}, dev {config.metric} {best_score:.4f}) scores below the "
-             f"base model ({base_score:.4f}) on dev[/bold red] — --no-keep-base chose it; drop that flag to keep the base")
+             f"base model ({base_score:.4f}) on dev beyond noise[/bold red] — --no-keep-base chose it; drop that "
+             "flag to keep the base")
     return Result(round=best.round, model_path=best.model_path, train=best.train, dev=best.dev, test=best.test)
 
 
@@ -211,12 +268,16 @@ def run_iterate(store: Store, config: IterateConfig, mine_config: Any, train_con
                        experiment=train_config.experiment, tags={"compose": compose.ref}) as tracked:
             rounds, base = iterate_rounds(store, compose, config, mine_config, train_config, eval_config)
             best = pick_result(rounds, base, config)
+            if config.refit:
+                best = refit_result(store, compose, best, rounds, train_config, eval_config)
             tracked.set_tags(best_round=best.round, best_train=best.train)
             tracked.log_metrics({"base_dev": base["dev"], "best_dev": best.dev, "best_test": best.test})
         base_dev = base["dev"]
         payload = {"metric": config.metric, "base_dev": base_dev, "base_test": base["test"],
+                   "noise": base.get("noise"),
                    "best_round": best.round, "best_is_base": best.round == 0,
-                   "best_model": best.model_path, "best_train": best.train,
+                   "best_model": best.model_path, "best_train": best.train, "refit": best.refit,
+                   "refit_test": best.test if best.refit else None,
                    "stopped_early": len(rounds) < config.rounds,
                    "rounds": [dataclasses.asdict(r) for r in rounds]}
         (work / ROUNDS_FILE).write_text(json.dumps(payload, indent=2) + "\n")

@@ -175,6 +175,8 @@ def render_report(store: Store, iterate: Artifact, config: ReportConfig, work: P
     best = next((r for r in rounds if r["round"] == data["best_round"]),
                 {"round": "0 (the base model: no round beat it on dev)", "dev": data.get("base_dev", {}),
                  "model_path": data.get("best_model", "")})
+    refit_note = (f", then refit on train + dev (test {html.escape(metric)} "
+                  f"{_fmt((data.get('refit_test') or {}).get(metric, '–'))})" if data.get("refit") else "")
     page = f"""<!doctype html><html lang=en><head><meta charset=utf-8>
 <meta name=viewport content="width=device-width,initial-scale=1"><title>pipe report — {html.escape(iterate.ref)}</title>
 <style>{_CSS}</style></head><body>
@@ -182,7 +184,7 @@ def render_report(store: Store, iterate: Artifact, config: ReportConfig, work: P
 <p class=muted><code>{html.escape(iterate.ref)}</code> · {len(rounds)} round(s){' · stopped early' if data.get('stopped_early') else ''} ·
 finished {html.escape(iterate.manifest.get('finished', '')[:19])}</p>
 <p><b>Result:</b> round {best['round']} — dev {html.escape(metric)} {_fmt(best['dev'].get(metric))}
-(base model {_fmt(data.get('base_dev', {}).get(metric, ''))}); model at <code>{html.escape(best['model_path'])}</code></p>
+(base model {_fmt(data.get('base_dev', {}).get(metric, ''))}){refit_note}; model at <code>{html.escape(data.get('best_model') or best['model_path'])}</code></p>
 <h2>Metrics per round</h2>
 <table><tr><th class=l>round</th><th class=l>miner</th>{head}<th class=l>neg. overlap with previous</th><th class=l>improved</th></tr>
 {''.join(body)}</table>

@@ -8,6 +8,7 @@ max_steps or steps_per_epoch decide, warmup = ceil(steps x warmup_ratio), linear
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -47,6 +48,15 @@ def plan_steps(config: TrainConfig, rows: int) -> StepPlan:
 
     return StepPlan(rows=rows, steps=steps, warmup=warmup_of(steps, warmup_steps=getattr(config, "warmup_steps", 0),
                                                              warmup_ratio=config.warmup_ratio))
+
+
+def with_min_steps(config: TrainConfig, rows: int) -> TrainConfig:
+    """The config with epochs raised so the run takes at least `min_steps` optimizer steps (whole passes only)."""
+    if not config.min_steps or config.max_steps or config.steps_per_epoch or rows <= 0:
+        return config
+    per_epoch = max(math.ceil(math.ceil(rows / config.batch_size) / config.grad_accum_steps), 1)
+    epochs = max(config.epochs, math.ceil(config.min_steps / per_epoch))
+    return config if epochs == config.epochs else dataclasses.replace(config, epochs=epochs)
 
 
 def plan_warning(config: TrainConfig, plan: StepPlan) -> str | None:
@@ -104,4 +114,4 @@ def unchanged_warning(plan: StepPlan) -> str:
             "— lower --batch-size, raise --epochs or --lr, or pass --warmup-ratio 0")
 
 
-__all__ = ["MIN_STEPS", "StepPlan", "WeightSnapshot", "plan_steps", "plan_warning", "unchanged_warning"]
+__all__ = ["MIN_STEPS", "StepPlan", "WeightSnapshot", "plan_steps", "plan_warning", "unchanged_warning", "with_min_steps"]

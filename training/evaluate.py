@@ -238,11 +238,25 @@ def _base_model_of(artifact: Artifact | None) -> str | None:
     return artifact.config.get("model")  # an id, a path, or a train@… ref (iterate --continue)
 
 
+def pick_split(split: str, data_dir: Path, train_artifact: Artifact | None) -> str:
+    """The split `auto` means (test when the data has test anchors, else dev), warning when dev cannot judge."""
+    if split == "auto":
+        test = data_dir / pairs_file("test")
+        split = "test" if test.is_file() and test.stat().st_size > 0 else "dev"
+        if split == "dev":
+            info("no test split in this data: scoring the dev split (compose with --test-fraction 0.1 to hold "
+                 "out an unbiased one)")
+    if split == "dev" and train_artifact is not None and train_artifact.config.get("with_dev"):
+        warn(f"{train_artifact.ref} was refit on the dev split (--with-dev): its dev scores are optimistic — "
+             "score a test split or --eval-data instead")
+    return split
+
+
 def run_eval(store: Store, config: EvalConfig, model_ref_or_path: str, data_ref: str | None,
              compare_base: bool = False, force: bool = False) -> RunOutcome:
     """Score a model (and with `compare_base` its base model) on a held-out split; an eval artifact."""
+    from pipe_embed.pipeline.core.encoders import load_encoder, store_export_root
     from pipe_embed.pipeline.core.models import (
-        load_model,
         model_fingerprint,
         pick_device,
         quiet_libraries,
@@ -271,31 +285,38 @@ def run_eval(store: Store, config: EvalConfig, model_ref_or_path: str, data_ref:
     directions = ["forward", "reverse"] if config.reverse else ["forward"]
     device = pick_device(config.device)
 
+    split = pick_split(config.split, data_dir, train_artifact)
+
     def build(work: Path) -> StageResult:
-        tasks = {d: retrieval_task(data_dir, config.split, reverse=(d == "reverse")) for d in directions}
-        small = small_split_warning(config.split, measured_queries(tasks["forward"]))
+        tasks = {d: retrieval_task(data_dir, split, reverse=(d == "reverse")) for d in directions}
+        small = small_split_warning(split, measured_queries(tasks["forward"]))
         if small:
             warn_once(small)
         results: dict[str, dict[str, dict[str, float]]] = {}
+        encoders: dict[str, str] = {}
+        texts = [t for task in tasks.values() for t in (*task.queries.values(), *task.corpus.values())]
         for name, path in models.items():
-            with quiet_libraries():
-                model = load_model(resolve_model(path), device=device, trust_remote_code=config.trust_remote_code)
+            with quiet_libraries():  # the same fast encoder as mine, checked against torch on the first texts
+                model, encoders[name], note = load_encoder(
+                    resolve_model(path), config.backend, device, export_root=store_export_root(store.root),
+                    sample=texts, texts_to_encode=len(texts), trust_remote_code=config.trust_remote_code)
+            info(f"encoder ({name}): {note}")
             results[name] = {}
             for direction, task in tasks.items():
-                info(f"evaluating {name} ({direction}, {config.split}: {len(task.queries)} queries, "
+                info(f"evaluating {name} ({direction}, {split}: {len(task.queries)} queries, "
                      f"{len(task.corpus)} documents)")
                 results[name][direction] = evaluate_task(model, task, batch_size=config.batch_size,
                                                          query_prompt=config.query_prompt,
                                                          passage_prompt=config.passage_prompt)
-        payload = {"split": config.split, "models": models, "data": data_artifact.ref, "results": results}
+        payload = {"split": split, "models": models, "data": data_artifact.ref, "results": results}
         (work / "metrics.json").write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
         fwd = results["model"]["forward"]
-        headline = {f"{config.split}_mrr@10": round(fwd["mrr@10"], 4),
-                    f"{config.split}_recall@1": round(fwd["recall@1"], 4)}
+        headline = {f"{split}_mrr@10": round(fwd["mrr@10"], 4),
+                    f"{split}_recall@1": round(fwd["recall@1"], 4)}
         if "base" in results:
             headline["base_mrr@10"] = round(results["base"]["forward"]["mrr@10"], 4)
         return StageResult(metrics=results, headline=headline,
-                           stats={"queries": int(fwd["queries"]), "corpus": int(fwd["corpus"])})
+                           stats={"queries": int(fwd["queries"]), "corpus": int(fwd["corpus"]), "encoders": encoders})
 
     return store.run(stage=STAGE, format_version=FORMAT_VERSION,
                      config={**versioned_dict(config), "compare_base": bool(base)},

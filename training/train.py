@@ -31,7 +31,7 @@ from pipe_embed.pipeline.core.models import (
     resolve_model,
     resolve_model_ref,
 )
-from pipe_embed.pipeline.core.pairs import pairs_file
+from pipe_embed.pipeline.core.pairs import pairs_file, read_pairs
 from pipe_embed.pipeline.core.store import Artifact, RunOutcome, StageResult, Store
 from pipe_embed.training.callbacks import (
     STEP_LOG,
@@ -49,6 +49,7 @@ from pipe_embed.training.checks import (
     plan_steps,
     plan_warning,
     unchanged_warning,
+    with_min_steps,
 )
 from pipe_embed.training.config import TrainConfig
 from pipe_embed.training.data import (
@@ -558,6 +559,11 @@ def train_in_dir(config: TrainConfig, rows: TrainingRows, dev: RetrievalTask | N
     import transformers
 
     device = start_device(config)
+    raised = with_min_steps(config, rows.num_rows)
+    if raised.epochs != config.epochs:
+        info(f"{raised.epochs} epochs instead of {config.epochs}: {rows.num_rows} rows need them for at least "
+             f"{config.min_steps} optimizer steps (--min-steps)")
+    config = raised
     plan = check_plan(config, rows, dev)
     run = open_run_dir(work)
     with quiet_libraries(verbose):
@@ -677,6 +683,8 @@ def resolve_data(store: Store, config: TrainConfig, data: str | Artifact | None)
         raise PipeError(f"{artifact.ref}: has no {train_path.name} to train on",
                         hint="pass a mine or compose artifact with --from")
     rows = load_pairs(train_path, stream=config.stream)
+    if config.with_dev:
+        return TrainingData(artifact, [*rows, *dev_rows(store, artifact)], None, artifact.ref, {})
     dev = None
     try:
         dev = retrieval_task(data_dir_for(store, artifact), "dev")
@@ -685,6 +693,17 @@ def resolve_data(store: Store, config: TrainConfig, data: str | Artifact | None)
     if dev is not None and not dev.queries:
         dev = None
     return TrainingData(artifact, rows, dev, artifact.ref, {})
+
+
+def dev_rows(store: Store, artifact: Artifact) -> list[dict[str, Any]]:
+    """The dev split's pairs (no mined negatives: they are padded like any short anchor) for a refit."""
+    path = data_dir_for(store, artifact) / pairs_file("dev")
+    if not path.is_file():
+        raise PipeError(f"{artifact.ref}: no dev split to refit on (--with-dev)",
+                        hint="drop --with-dev, or compose with --dev-fraction above 0")
+    rows = read_pairs(path)
+    info(f"refit: training on {len(rows)} dev anchors too (no dev evaluation, the last step's model is kept)")
+    return rows
 
 
 def training_rows(config: TrainConfig, source: TrainingData) -> TrainingRows:

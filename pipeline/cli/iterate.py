@@ -37,8 +37,9 @@ def iterate(shared: Shared, values: dict[str, Any]) -> None:
                  f"model at {data['best_model']}")
         else:
             best = next(r for r in data["rounds"] if r["round"] == data["best_round"])
-            model = store.resolve(best["train"], stage="train").file("model").resolve()
-            info(f"best: round {best['round']} ({metric} {best['dev'][metric]:.4f} on dev) — model at {model}")
+            refit = ", refit on train + dev" if data.get("refit") else ""
+            info(f"best: round {best['round']} ({metric} {best['dev'][metric]:.4f} on dev){refit} — "
+                 f"model at {data['best_model']}")
     report(outcome)
 
 
@@ -60,6 +61,10 @@ def rounds_table(data: dict[str, Any]) -> Any:
         table.add_row(str(r["round"]), r["miner"], f"{r['dev'].get(metric, float('nan')):.4f}",
                       f"{r['test'].get(metric, float('nan')):.4f}", f"{r['test'].get('recall@1', float('nan')):.4f}",
                       "-" if overlap is None else f"{overlap:.2f}", "yes" if r["improved"] else "no", style=style)
+    if data.get("refit"):
+        test = data.get("refit_test") or {}
+        table.add_row(f"refit {data['best_round']}", "-", "(trained on dev)", f"{test.get(metric, float('nan')):.4f}",
+                      f"{test.get('recall@1', float('nan')):.4f}", "", "result", style="bold green")
     return table
 
 

@@ -55,7 +55,8 @@ class ComposeConfig:
     min_positive_chars: int = option(10, "Drop rows whose cleaned positive is shorter than this.")
     max_positive_chars: int = option(2000, "Drop rows whose cleaned positive is longer than this.")
     dev_fraction: float = option(0.1, "Share of anchors held out for the dev split.")
-    test_fraction: float = option(0.1, "Share of anchors held out for the test split.")
+    test_fraction: float = option(0.0, "Share of anchors held out for the test split (0 = none: every term trains; "
+                                       "set e.g. 0.1 for an unbiased score, since iterate refits on train + dev).")
     seed: int = option(13, "Seed of the anchor-hash split.")
     hard_k: int = option(0, "BM25 hard negatives added per anchor at compose time (0 = none; `pipe mine` does more).")
     corpus_file: str | None = option(None, "JSONL of {id, text} that id-based input (query_text, positive_passages ids) refers to; its documents join the corpus with their ids.",

@@ -2,10 +2,12 @@
 
 Only the transformer's forward pass changes hands: sentence-transformers still tokenizes (dynamic
 padding, its length-sorted batches, the model's max length), pools and normalises. The pass is
-exported once per model weights into `<export_root>/<weights hash>/<backend>/` and runs in float32
-(OpenVINO would pick bfloat16 on AMX CPUs, which moves vectors). `auto` takes the first installed fast
-backend whose vectors agree with torch's (cosine >= 0.9999 on a sample), else torch, with a one-line
-note why. Used by mining and evaluation alike (core floor: no stage imports another).
+exported once per model weights into `<export_root>/<weights hash>/<backend>/`. `auto` tries, in order,
+OpenVINO in the CPU's native precision (bfloat16 on AMX CPUs: ~3x torch, vectors move by < 1e-4
+cosine), OpenVINO in float32, ONNX Runtime in float32, and keeps the first whose vectors agree with
+torch's (min cosine >= 0.9999 on a sample), else torch, with a one-line note why. The name in use says
+the precision (`openvino-bf16`, `openvino-f32`, `onnx-f32`, `torch`): float32 ones give torch's vectors,
+so only they may share cached vectors (`is_float32`). Used by mining and evaluation alike.
 
 Not sentence-transformers' own `backend=`: it needs optimum-intel / optimum-onnx, which pin
 transformers (<5.6 / <4.58) and pull torchvision, and so break this project's environment.
@@ -31,6 +33,9 @@ from pipe_embed.pipeline.core.errors import ConfigError, MissingDependency, Pipe
 BACKENDS = ("auto", "torch", "openvino", "onnx")
 FAST_BACKENDS = ("openvino", "onnx")  # the order `auto` tries them in (fastest first)
 BACKEND_MODULES = {"openvino": ("openvino",), "onnx": ("onnxruntime", "onnx")}
+# auto: a backend's native precision first (OpenVINO: bf16 on AMX CPUs, else f32), then float32; f32: float32 only
+PRECISIONS = ("auto", "f32")
+NATIVE_PRECISION = ("openvino",)  # backends whose CPU default precision may not be float32
 COSINE_MIN = 0.9999
 CHECK_SIZE = 32
 # `auto` exports a model (seconds, once per weights) only for at least this many texts to encode;
@@ -70,8 +75,20 @@ def backend_installed(backend: str) -> bool:
     return all(importlib.util.find_spec(module) is not None for module in BACKEND_MODULES[backend])
 
 
-def require_backend(backend: str) -> None:
+def backend_label(backend: str, precision: str) -> str:
+    """The name of a fast backend running in a precision: `openvino-bf16`, `openvino-f32`, `onnx-f32`."""
+    return f"{backend}-{precision}"
+
+
+def is_float32(name: str) -> bool:
+    """Whether a backend in use (`torch`, `onnx-f32`, `openvino-bf16`, ...) computes in float32, i.e. torch's vectors."""
+    return name == "torch" or name.endswith("-f32")
+
+
+def require_backend(backend: str, precision: str = "auto") -> None:
     """Fail with the exact pip line when an explicitly asked backend is not installed."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"field 'precision': unknown precision {precision!r}", hint=f"choose {', '.join(PRECISIONS)}")
     if backend not in BACKENDS:
         raise ConfigError(f"field 'backend': unknown backend {backend!r}", hint=f"choose {', '.join(BACKENDS)}")
     for module in BACKEND_MODULES.get(backend, ()):
@@ -196,23 +213,29 @@ def _export_onnx(hf: Any, names: list[str], example: tuple[Any, ...], target: Pa
                           output_names=["last_hidden_state"], dynamic_axes=axes, opset_version=17, **kwargs)
 
 
-def _runner_openvino(folder: Path) -> Callable[[dict[str, Any]], Any]:
+Runner = Callable[[dict[str, Any]], Any]
+
+
+def _runner_openvino(folder: Path, precision: str) -> tuple[Runner, str]:
+    """Compile for the CPU in float32 or its native precision; (run, the precision it computes in)."""
     import numpy as np
     import openvino as ov
 
     core = ov.Core()
-    compiled = core.compile_model(core.read_model(str(folder / "model.xml")), "CPU",
-                                  {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"})
+    settings = {"PERFORMANCE_HINT": "LATENCY", **({"INFERENCE_PRECISION_HINT": "f32"} if precision == "f32" else {})}
+    compiled = core.compile_model(core.read_model(str(folder / "model.xml")), "CPU", settings)
+    actual = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()  # bf16 on AMX CPUs, else f32
     request = compiled.create_infer_request()
     output = compiled.output(0)
 
     def run(feed: dict[str, Any]) -> Any:
         return np.array(request.infer(feed)[output], dtype=np.float32, copy=True)
 
-    return run
+    return run, actual
 
 
-def _runner_onnx(folder: Path) -> Callable[[dict[str, Any]], Any]:
+def _runner_onnx(folder: Path, precision: str) -> tuple[Runner, str]:
+    """ONNX Runtime's CPU provider computes in float32 whatever is asked."""
     import numpy as np
     import onnxruntime as ort
 
@@ -221,7 +244,7 @@ def _runner_onnx(folder: Path) -> Callable[[dict[str, Any]], Any]:
     def run(feed: dict[str, Any]) -> Any:
         return np.asarray(session.run(["last_hidden_state"], feed)[0], dtype=np.float32)
 
-    return run
+    return run, "f32"
 
 
 EXPORTERS = {"openvino": _export_openvino, "onnx": _export_onnx}
@@ -261,26 +284,19 @@ def _quiet_export() -> Iterator[None]:
         hf_logging.set_verbosity(level)
 
 
-def export_model(st: Any, backend: str, export_root: str | Path | None, fingerprint: str) -> tuple[Path, list[str], bool]:
+def export_model(st: Any, backend: str, export_root: str | Path, fingerprint: str) -> tuple[Path, list[str], bool]:
     """The folder holding the model's export for backend, exporting it unless cached; (folder, inputs, exported)."""
     first, attr = _transformer_slot(st)
     hf, tokenizer = getattr(first, attr), first.tokenizer
-    if export_root is not None:
-        folder = export_dir(export_root, fingerprint, backend)
-        meta = _read_meta(folder)
-        if meta is not None:
-            return folder, list(meta["inputs"]), False
-        if folder.exists():
-            shutil.rmtree(folder, ignore_errors=True)  # unfinished or of an older format
-        root = folder.parent
-    else:
-        import tempfile
-
-        folder = None
-        root = Path(tempfile.mkdtemp(prefix="pipe-export-"))
+    folder = export_dir(export_root, fingerprint, backend)
+    meta = _read_meta(folder)
+    if meta is not None:
+        return folder, list(meta["inputs"]), False
+    if folder.exists():
+        shutil.rmtree(folder, ignore_errors=True)  # unfinished or of an older format
     names = _input_names(hf, tokenizer)
-    root.mkdir(parents=True, exist_ok=True)
-    work = root / f".{backend}.{uuid.uuid4().hex[:8]}.partial"
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    work = folder.parent / f".{backend}.{uuid.uuid4().hex[:8]}.partial"
     work.mkdir()
     try:
         with _quiet_export():
@@ -288,42 +304,48 @@ def export_model(st: Any, backend: str, export_root: str | Path | None, fingerpr
         meta = {"format": EXPORT_FORMAT, "backend": backend, "fingerprint": fingerprint, "inputs": names,
                 "versions": _versions(backend)}
         (work / EXPORT_META).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")  # written last
-        if folder is None:
-            return work, names, True
         try:
             os.replace(work, folder)
         except OSError:  # another process finished the same export first: use theirs
             if _read_meta(folder) is None:
                 raise
-    except BaseException:
-        if folder is None:
-            shutil.rmtree(root, ignore_errors=True)  # the throwaway export's temporary folder
-        raise
     finally:
-        if folder is not None and work.exists():
+        if work.exists():
             shutil.rmtree(work, ignore_errors=True)
     return folder, names, True
 
 
-def attach(st: Any, backend: str, export_root: str | Path | None, fingerprint: str) -> Any:
-    """Put the exported transformer into st (in place); returns the Hugging Face model it replaced."""
+@contextlib.contextmanager
+def _export_root(export_root: str | Path | None) -> Iterator[Path]:
+    """The given export cache, or a temporary one removed once the model is loaded (runners keep no file open)."""
+    if export_root is not None:
+        yield Path(export_root)
+        return
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="pipe-export-") as tmp:
+        yield Path(tmp)
+
+
+def attach(st: Any, backend: str, export_root: str | Path, fingerprint: str, precision: str = "f32") -> tuple[Any, str]:
+    """Put the exported transformer into st (in place), compiled in precision (f32 or native).
+
+    Returns (the Hugging Face model it replaced, the precision it computes in).
+    """
     folder, names, exported = export_model(st, backend, export_root, fingerprint)
     try:
-        run = RUNNERS[backend](folder)
+        run, actual = RUNNERS[backend](folder, precision)
     except Exception:  # re-raised unless a cached export is to blame
-        if exported or export_root is None:
+        if exported:
             raise
         shutil.rmtree(folder, ignore_errors=True)  # a damaged cached export: once more from the weights
         folder, names, exported = export_model(st, backend, export_root, fingerprint)
-        run = RUNNERS[backend](folder)
-    finally:
-        if export_root is None:
-            shutil.rmtree(folder.parent, ignore_errors=True)  # a throwaway export (loaded, or failed)
+        run, actual = RUNNERS[backend](folder, precision)
     first, attr = _transformer_slot(st)
     original = getattr(first, attr)
     setattr(first, attr, compiled_transformer(run, names, original.config))
-    debug(f"encoder: {backend} export {'written to' if exported else 'reused from'} {folder}")
-    return original
+    debug(f"encoder: {backend} export {'written to' if exported else 'reused from'} {folder}, computing in {actual}")
+    return original, actual
 
 
 def detach(st: Any, original: Any) -> None:
@@ -352,30 +374,41 @@ def min_cosine(a: Any, b: Any) -> float:
 
 
 def check_sample(texts: Sequence[str] | None) -> list[str]:
-    """Up to CHECK_SIZE distinct non-empty texts for the check: the given ones (both ends), else CHECK_TEXTS."""
+    """CHECK_SIZE distinct non-empty texts for the check: the given ones (both ends), topped up from CHECK_TEXTS."""
     given = [t for t in dict.fromkeys(texts or []) if t.strip()]
+    if len(given) > CHECK_SIZE:
+        half = CHECK_SIZE // 2
+        return given[:half] + given[-half:]
     if not given:
         return list(CHECK_TEXTS)
-    if len(given) <= CHECK_SIZE:
-        return given
-    half = CHECK_SIZE // 2
-    return given[:half] + given[-half:]
+    return list(dict.fromkeys([*given, *CHECK_TEXTS]))[:max(CHECK_SIZE, len(given))]
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+
+
+def _precisions(backend: str, precision: str) -> list[str]:
+    """The precisions to try for a backend, in order: native first where it may differ from float32."""
+    return ["native", "f32"] if precision == "auto" and backend in NATIVE_PRECISION else ["f32"]
 
 
 def load_encoder(model: str | Path | None, backend: str = "auto", device: str | None = None, *,
                  export_root: str | Path | None = None, sample: Sequence[str] | None = None,
                  max_length: int | None = None, trust_remote_code: bool = False,
-                 texts_to_encode: int | None = None) -> tuple[Any, str, str]:
-    """A SentenceTransformer encoding as fast as this machine allows: (model, backend used, one-line note).
+                 texts_to_encode: int | None = None, precision: str = "auto") -> tuple[Any, str, str]:
+    """A SentenceTransformer encoding as fast as this machine allows: (model, name in use, one-line note).
 
     backend: `torch`; `openvino` or `onnx` (must be installed and pass the check, else PipeError);
     `auto` (CPU only: the first installed fast backend that passes, else torch; with texts_to_encode
-    below AUTO_EXPORT_MIN_TEXTS, only a backend whose export is cached). The check compares normalised
-    vectors of `sample` (default CHECK_TEXTS) with torch's: cosine >= COSINE_MIN.
+    below AUTO_EXPORT_MIN_TEXTS, only a backend whose export is cached). precision `auto` tries a
+    backend's native precision before float32, `f32` float32 only. The check compares normalised
+    vectors of `sample` (topped up to CHECK_SIZE from CHECK_TEXTS) with torch's: min cosine >= COSINE_MIN.
+    The name in use is `torch` or `<backend>-<precision>` (`openvino-bf16`, `openvino-f32`, `onnx-f32`).
     """
     from pipe_embed.pipeline.core.models import load_model, model_fingerprint
 
-    require_backend(backend)
+    require_backend(backend, precision)
     st = load_model(model, device=device, trust_remote_code=trust_remote_code)
     if max_length:
         st.max_seq_length = int(max_length)
@@ -389,7 +422,7 @@ def load_encoder(model: str | Path | None, backend: str = "auto", device: str | 
     candidates = [backend] if backend != "auto" else [b for b in FAST_BACKENDS if backend_installed(b)]
     if not candidates:
         return st, "torch", ('torch: no fast CPU backend installed (pip install "pipe-embed[openvino]" '
-                             "encodes about 3x faster with the same vectors)")
+                             "encodes about 3x faster)")
     fingerprint = model_fingerprint(model)
     if backend == "auto" and texts_to_encode is not None and texts_to_encode < AUTO_EXPORT_MIN_TEXTS:
         cached = [b for b in candidates
@@ -400,29 +433,43 @@ def load_encoder(model: str | Path | None, backend: str = "auto", device: str | 
         candidates = cached
     texts = check_sample(sample)
     reference = _vectors(st, texts)
-    reasons = []
-    for name in candidates:
-        try:
-            original = attach(st, name, export_root, fingerprint)
-        except Exception as exc:  # any failure of an optional backend: say so, use torch
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-            if backend != "auto":
-                raise PipeError(f"backend '{name}' failed to export or load the model: {first}",
-                                hint="use --backend torch or auto") from exc
-            reasons.append(f"{name} failed ({first})")
-            continue
-        try:
-            cosine = min_cosine(reference, _vectors(st, texts))
-        except Exception as exc:  # noqa: BLE001 - a backend that cannot encode fails the check
-            cosine, failure = float("-inf"), (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        else:
-            failure = None
-        if cosine >= COSINE_MIN:
-            return st, name, f"{name}: min cosine to torch {cosine:.6f} on {len(texts)} texts"
-        detach(st, original)
-        why = failure or f"min cosine to torch {cosine:.6f} < {COSINE_MIN} on {len(texts)} texts"
-        if backend != "auto":
-            raise PipeError(f"backend '{name}' does not reproduce torch's vectors ({why})",
-                            hint="use --backend torch or auto")
-        reasons.append(f"{name} rejected ({why})")
+    reasons: list[str] = []
+    failed = False  # whether the last attempt raised (rather than failed the check)
+    with _export_root(export_root) as root:
+        for name in candidates:
+            try:
+                export_model(st, name, root, fingerprint)  # once, whatever the precision
+            except Exception as exc:  # any failure of an optional backend: say so, try the next
+                if backend != "auto":
+                    raise PipeError(f"backend '{name}' failed to export the model: {_first_line(exc)}",
+                                    hint="use --backend torch or auto") from exc
+                reasons.append(f"{name} failed ({_first_line(exc)})")
+                failed = True
+                continue
+            tried: set[str] = set()
+            for wanted in _precisions(name, precision):
+                if wanted in tried:  # the native precision was float32 already
+                    continue
+                try:
+                    original, actual = attach(st, name, root, fingerprint, wanted)
+                except Exception as exc:  # noqa: BLE001 - e.g. a precision this CPU cannot compile
+                    reasons.append(f"{name} ({wanted}) failed ({_first_line(exc)})")
+                    failed = True
+                    continue
+                tried.add(actual)
+                label = backend_label(name, actual)
+                try:
+                    cosine, why = min_cosine(reference, _vectors(st, texts)), None
+                except Exception as exc:  # noqa: BLE001 - a backend that cannot encode fails the check
+                    cosine, why = float("-inf"), _first_line(exc)
+                if cosine >= COSINE_MIN:
+                    earlier = f" ({'; '.join(reasons)})" if reasons else ""
+                    return st, label, f"{label}: min cosine to torch {cosine:.6f} on {len(texts)} texts{earlier}"
+                detach(st, original)
+                failed = False
+                reasons.append(f"{label} rejected ({why or f'min cosine to torch {cosine:.6f} < {COSINE_MIN}'} "
+                               f"on {len(texts)} texts)")
+    if backend != "auto":
+        what = "failed to export or load the model" if failed else "does not reproduce torch's vectors"
+        raise PipeError(f"backend '{backend}' {what}: {'; '.join(reasons)}", hint="use --backend torch or auto")
     return st, "torch", "torch: " + "; ".join(reasons)

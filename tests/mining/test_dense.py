@@ -166,8 +166,83 @@ def test_an_asked_backend_that_is_missing_fails_before_any_work(tiny_model_path:
         Encoder(tiny_model_path, backend="openvino", cache_root=tmp_path)
 
 
-def test_mining_with_auto_picks_the_same_negatives_as_torch(tiny_model_path: Path, tmp_path: Path, chess_html: Path):
-    """Real tiny model, real fast backend, 300 chess terms: the same version and negatives as torch."""
+# -- precisions: float32 backends share the cache, another precision has its own -----------------------
+
+class Shifted:
+    """A stand-in for a model in another precision: the tiny model's vectors, moved a little."""
+
+    def __init__(self, st) -> None:
+        self.st = st
+
+    def encode(self, texts, **kwargs):
+        vecs = self.st.encode(texts, **kwargs) + np.float32(1e-3)
+        return vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
+
+    def __getattr__(self, name):
+        return getattr(self.st, name)
+
+
+@pytest.fixture()
+def native_stand_in(monkeypatch: pytest.MonkeyPatch):
+    """load_encoder that 'picks' openvino-bf16 (moved vectors) under precision auto, openvino-f32 (torch's) under f32;
+    returns the precisions asked for, in order."""
+    from pipe_embed.pipeline.core import encoders
+    from pipe_embed.pipeline.core.models import load_model
+
+    asked: list[str] = []
+
+    def fake(model, backend="auto", device=None, *, precision="auto", **_kwargs):
+        st = load_model(model, device=device)
+        if backend == "torch":
+            return st, "torch", "torch (as asked)"
+        asked.append(precision)
+        if precision == "auto":
+            return Shifted(st), "openvino-bf16", "openvino-bf16: min cosine to torch 0.99998 on 32 texts"
+        return st, "openvino-f32", "openvino-f32: min cosine to torch 1.000000 on 32 texts"
+
+    monkeypatch.setattr(encoders, "load_encoder", fake)
+    return asked
+
+
+def test_another_precision_never_shares_vectors_with_float32(native_stand_in, tiny_model_path: Path, tmp_path: Path):
+    from pipe_embed.mining.cache import cache_namespace
+
+    torch_vecs = Encoder(tiny_model_path, backend="torch", cache_root=tmp_path).encode(TEXTS[:5])
+    native = Encoder(tiny_model_path, cache_root=tmp_path)
+    vecs = native.encode(TEXTS)
+    assert native.backend_name == "openvino-bf16" and native_stand_in == ["auto"]
+    assert native.namespace == cache_namespace(native.fingerprint, "openvino-bf16") == f"{native.fingerprint}-openvino-bf16"
+    assert native.encoded == len(TEXTS) and native.cache_hits == 0  # the 5 float32 vectors were not taken
+    assert not np.allclose(vecs[:5], torch_vecs, atol=1e-6) and np.allclose(vecs[:5], torch_vecs, atol=1e-2)
+    again = Encoder(tiny_model_path, cache_root=tmp_path)
+    assert np.array_equal(again.encode(TEXTS), vecs) and again.encoded == 0
+    f32 = Encoder(tiny_model_path, backend="torch", cache_root=tmp_path)
+    assert np.array_equal(f32.encode(TEXTS)[:5], torch_vecs) and f32.encoded == len(TEXTS) - 5
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([native.fingerprint, native.namespace])
+
+
+def test_after_float32_cache_hits_the_model_loads_in_float32(native_stand_in, tiny_model_path: Path, tmp_path: Path):
+    Encoder(tiny_model_path, backend="torch", cache_root=tmp_path).encode(TEXTS[:5])
+    enc = Encoder(tiny_model_path, cache_root=tmp_path)
+    enc.encode(TEXTS[:5])  # every vector cached (float32): the model is not loaded
+    assert enc._model is None and native_stand_in == []
+    enc.encode(TEXTS[5:])  # the rest, in the same precision as the first five
+    assert native_stand_in == ["f32"] and enc.backend_name == "openvino-f32" and enc.namespace == enc.fingerprint
+
+
+def test_a_cache_handed_in_fixes_the_namespace(native_stand_in, tiny_model_path: Path, tmp_path: Path):
+    """The Ray executor gives its workers the float32 namespace: they encode in float32 into it."""
+    enc = Encoder(tiny_model_path, cache_root=tmp_path)
+    enc.cache = EmbeddingCache(tmp_path, enc.fingerprint)
+    assert enc.encode_shard(TEXTS, None, 0, 1) == len(TEXTS)
+    assert native_stand_in == ["f32"] and enc.namespace == enc.fingerprint
+
+
+@pytest.mark.parametrize("precision", ["f32", "native"])
+def test_mining_with_auto_picks_the_same_negatives_as_torch(precision: str, tiny_model_path: Path, tmp_path: Path,
+                                                            chess_html: Path, monkeypatch: pytest.MonkeyPatch):
+    """Real tiny model, real fast backend, 300 chess terms: the same version as torch, the same negatives in
+    float32, nearly the same in the native precision (bf16 on AMX CPUs)."""
     from pipe_embed.mining.stage import MineConfig, cache_root, make_encoder, run_mine
     from pipe_embed.pipeline.core import encoders
     from pipe_embed.pipeline.core.pairs import read_pairs
@@ -177,6 +252,8 @@ def test_mining_with_auto_picks_the_same_negatives_as_torch(tiny_model_path: Pat
 
     if not any(encoders.backend_installed(b) for b in encoders.FAST_BACKENDS):
         pytest.skip('no fast backend installed (pip install "pipe-embed[openvino]")')
+    if precision == "f32":
+        monkeypatch.setattr(encoders, "NATIVE_PRECISION", ())
     out = {}
     for backend in ("torch", "auto"):
         store = Store(tmp_path / backend / "data")
@@ -185,18 +262,24 @@ def test_mining_with_auto_picks_the_same_negatives_as_torch(tiny_model_path: Pat
         config = MineConfig(method="faiss", model=str(tiny_model_path), backend=backend, relative_margin=0.0)
         encoder = make_encoder(config, cache_root(store))
         art = run_mine(store, config, compose, encoder=encoder).artifact
-        out[backend] = (art.version, encoder, {r["id"]: (r["negative_ids"], r["negative_scores"])
-                                               for r in read_pairs(art.file("pairs.jsonl"))})
-    (torch_version, torch_encoder, torch_negs), (auto_version, auto_encoder, auto_negs) = out["torch"], out["auto"]
-    assert torch_encoder.backend_name == "torch"
-    assert auto_encoder.backend_name in encoders.FAST_BACKENDS and "cosine" in auto_encoder.note
+        out[backend] = (art, encoder, {r["id"]: (r["negative_ids"], r["negative_scores"])
+                                       for r in read_pairs(art.file("pairs.jsonl"))})
+    (torch_art, torch_encoder, torch_negs), (auto_art, auto_encoder, auto_negs) = out["torch"], out["auto"]
+    assert torch_encoder.backend_name == "torch" and torch_art.stats["encoder"] == "torch"
+    assert auto_encoder.backend_name.startswith(("openvino-", "onnx-")) and "cosine" in auto_encoder.note
+    assert auto_art.stats["encoder"] == auto_encoder.backend_name  # recorded in the artifact
+    assert auto_art.stats["embedding_namespace"] == auto_encoder.namespace
+    assert (precision == "f32") <= (auto_encoder.backend_name.endswith("-f32"))
     assert (tmp_path / "auto" / "data" / ".cache" / "backends" / auto_encoder.fingerprint).is_dir()
-    assert auto_version == torch_version  # the backend is not part of the version
+    assert auto_art.version == torch_art.version  # the backend is not part of the version
     assert auto_negs.keys() == torch_negs.keys() and sum(len(ids) for ids, _ in torch_negs.values()) > 0
     # The random tiny model scores many candidates alike (gaps of 0 to 1e-7), so a tie may break the
     # other way: the chosen scores agree everywhere, the chosen texts almost everywhere.
+    exact = auto_encoder.backend_name.endswith("-f32")
     for key, (ids, scores) in torch_negs.items():
-        assert np.allclose(sorted(scores), sorted(auto_negs[key][1]), atol=1e-5), key
+        assert np.allclose(sorted(scores), sorted(auto_negs[key][1]), atol=1e-5 if exact else 2e-3), key
     same = np.mean([ids == auto_negs[key][0] for key, (ids, _) in torch_negs.items()])
-    print(f"anchors with identical negatives: {same:.3f}")
-    assert same >= 0.9
+    jaccard = np.mean([len(set(ids) & set(auto_negs[key][0])) / len(set(ids) | set(auto_negs[key][0]))
+                       for key, (ids, _) in torch_negs.items() if ids or auto_negs[key][0]])
+    print(f"{auto_encoder.backend_name}: anchors with identical negatives {same:.3f}, mean Jaccard {jaccard:.3f}")
+    assert same >= (0.9 if exact else 0.7) and jaccard >= (0.95 if exact else 0.8)

@@ -140,7 +140,7 @@ def test_two_rounds_resume_after_kill_cache_hits_and_report(store: Store, chess_
     monkeypatch.setattr(train_mod, "train_in_dir", counting)
     outcome = run_iterate(store, cfg, mine_cfg, train_cfg, eval_cfg, from_ref=compose.ref)
     assert not outcome.cached
-    assert counted == ["run"]  # round 1 was a cache hit; only round 2 trained
+    assert counted == ["run", "run"]  # round 1 was a cache hit; round 2 trained, then the refit
     data = read_rounds(outcome.artifact)
     assert [r["round"] for r in data["rounds"]] == [1, 2]
     assert data["rounds"][0]["train"] == store.versions("train")[-1].ref
@@ -148,6 +148,13 @@ def test_two_rounds_resume_after_kill_cache_hits_and_report(store: Store, chess_
     assert Path(data["best_model"]).is_dir()
     best = max(data["rounds"], key=lambda r: (r["dev"]["mrr@10"], -r["round"]))
     assert data["best_round"] == best["round"]
+    # the refit: the chosen round's negatives and start model, trained on train + dev, is the result
+    refit = store.resolve(data["refit"])
+    assert refit.config["with_dev"] is True and refit.config["model"] == best["start_model"]
+    assert refit.inputs == [{"stage": "mine", "version": store.resolve(best["mine"]).version}]
+    assert data["best_model"] == str(refit.file("model").resolve())
+    assert 0 <= data["refit_test"]["mrr@10"] <= 1  # the test split scores the refit itself
+    assert refit.stats["rows"] > store.resolve(best["train"]).stats["rows"]
     # round 2 mined with round 1's model, named by its ref (not a path that depends on --data-dir)
     mine2 = store.resolve(data["rounds"][1]["mine"])
     assert mine2.config["model"] == data["rounds"][0]["train"]
@@ -182,17 +189,17 @@ def test_iterate_cli_prints_table(tmp_path: Path, chess_html: Path, tiny_model_p
     assert result.stdout.strip().splitlines()[-1].startswith("iterate@")
 
 
-def _round(number: int, dev: float) -> RoundResult:
+def _round(number: int, dev: float, improved: bool = True) -> RoundResult:
     return RoundResult(round=number, miner="faiss", mine=f"mine@{number}", train=f"train@{number}",
                        eval_dev="eval@d", eval_test=None, dev={"mrr@10": dev}, test={}, model_path=f"/m/{number}",
-                       improved=True)
+                       improved=improved)
 
 
 def test_the_base_model_is_a_candidate_and_a_worse_round_is_said_loudly(capsys: pytest.CaptureFixture):
     from pipe_embed.pipeline.iterate import pick_result
 
     base = {"dev": {"mrr@10": 0.50}, "test": {}}
-    rounds = [_round(1, 0.49), _round(2, 0.48)]
+    rounds = [_round(1, 0.49, improved=False), _round(2, 0.48, improved=False)]
     kept = pick_result(rounds, base, IterateConfig(keep_base=True))  # the bundled default model
     assert kept.round == 0 and kept.train is None and kept.dev == base["dev"]
     assert "no round beat the base model" in capsys.readouterr().err
@@ -203,9 +210,54 @@ def test_the_base_model_is_a_candidate_and_a_worse_round_is_said_loudly(capsys: 
     assert better.round == 2 and capsys.readouterr().err == ""
 
 
+def test_no_refit_when_the_base_model_is_the_result_or_when_turned_off():
+    from pipe_embed.pipeline.iterate import Result, refit_result
+
+    base = Result(round=0, model_path="/base", train=None, dev={"mrr@10": 0.5}, test={})
+    assert refit_result(None, None, base, [], TrainConfig(), EvalConfig()) is base
+    assert IterateConfig().refit and not IterateConfig(refit=False).refit
+
+
 def test_round_one_must_beat_the_base_to_go_on(monkeypatch: pytest.MonkeyPatch):
     calls = _fake_stages(monkeypatch, [0.70, 0.65, 0.90])
     compose = SimpleNamespace(ref="compose@x")
     rounds, _ = iterate_rounds(None, compose, IterateConfig(rounds=3), MineConfig(), TrainConfig(), EvalConfig())
     assert [r.dev["mrr@10"] for r in rounds] == [0.65] and not rounds[0].improved
     assert calls["train"] == 1
+
+
+def test_the_dev_noise_floor_decides_rounds_and_the_result(monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture):
+    from pipe_embed.pipeline.iterate import dev_noise, pick_result
+
+    assert dev_noise({"queries": 20}, IterateConfig()) == 0.05  # one query of 20 moves MRR by up to 0.05
+    assert dev_noise({"queries": 20}, IterateConfig(min_delta=0.0)) == 0.0
+    base = {"dev": {"mrr@10": 0.50, "queries": 20}, "test": {}, "noise": 0.05}
+    # round 1 is 0.03 below the base: within noise, so the trained model is handed back, with a warning
+    within = pick_result([_round(1, 0.47, improved=False)], base, IterateConfig())
+    assert within.round == 1 and "within dev noise" in capsys.readouterr().err
+    # 0.06 below: beyond noise, the base model (loudly)
+    below = pick_result([_round(1, 0.44, improved=False)], base, IterateConfig())
+    assert below.round == 0 and "no round beat the base model" in capsys.readouterr().err
+    # round 2 beats round 1 by less than the noise: round 1 stays the result
+    r1, r2 = _round(1, 0.60), _round(2, 0.63)
+    r2.improved = False
+    assert pick_result([r1, r2], base, IterateConfig()).round == 1
+
+
+def test_rounds_stop_when_a_round_is_within_noise(monkeypatch: pytest.MonkeyPatch):
+    calls = _fake_stages(monkeypatch, [0.50, 0.60, 0.63, 0.90])
+    import pipe_embed.training.evaluate as ev
+
+    fake = ev.run_eval
+
+    def with_queries(store, config, model, data_ref):  # 20 dev queries: noise 0.05
+        out = fake(store, config, model, data_ref)
+        out.artifact.metrics["model"]["forward"]["queries"] = 20
+        return out
+
+    monkeypatch.setattr(ev, "run_eval", with_queries)
+    rounds, base = iterate_rounds(None, SimpleNamespace(ref="compose@x"), IterateConfig(rounds=3), MineConfig(),
+                                  TrainConfig(), EvalConfig())
+    assert base["noise"] == 0.05
+    assert [r.improved for r in rounds] == [True, False] and calls["train"] == 2

@@ -25,7 +25,7 @@ def _normal_verbosity():
 
 
 def test_issue_13_one_step_at_batch_32_with_warmup_never_leaves_lr_0() -> None:
-    config = TrainConfig()  # defaults: batch 32, 1 epoch, 10% warmup
+    config = TrainConfig(batch_size=32)  # batch 32, 1 epoch, 10% warmup (the defaults before issue 13)
     plan = plan_steps(config, 29)  # a 40-row glossary composed with defaults: 29 train anchors
     assert (plan.steps, plan.warmup, plan.lr_never_moves) == (1, 1, True)
     line = plan_warning(config, plan)
@@ -56,7 +56,7 @@ def test_enough_steps_say_nothing() -> None:
 
 
 def tiny(model: Path, **overrides) -> TrainConfig:
-    values = dict(model=str(model), batch_size=32, epochs=1, lr=1e-3, device="cpu", patience=0, seed=7,
+    values = dict(model=str(model), batch_size=32, epochs=1, min_steps=0, lr=1e-3, device="cpu", patience=0, seed=7,
                   eval_steps=0, eval_base=False)
     values.update(overrides)
     return TrainConfig(**values)
@@ -116,3 +116,35 @@ def test_weight_snapshot_measures_the_largest_change(tiny_model_path: Path) -> N
     with torch.no_grad():
         next(model.parameters())[0, 0] += 0.25
     assert snapshot.max_change(model) == pytest.approx(0.25, abs=1e-6)
+
+
+@pytest.mark.parametrize(("values", "rows", "epochs"), [
+    ({"min_steps": 100, "batch_size": 16, "epochs": 3}, 127, 13),  # 8 batches per epoch: 13 passes for 104 steps
+    ({"min_steps": 100, "batch_size": 16, "epochs": 3}, 2000, 3),  # 375 steps already: unchanged
+    ({"min_steps": 100, "batch_size": 16, "grad_accum_steps": 2, "epochs": 1}, 127, 25),
+    ({"min_steps": 100, "max_steps": 5}, 127, 1),  # max_steps wins
+    ({"min_steps": 0, "epochs": 2}, 10, 2),  # off
+])
+def test_min_steps_raises_whole_epochs_to_reach_the_budget(values: dict, rows: int, epochs: int) -> None:
+    from pipe_embed.training.checks import with_min_steps
+
+    config = with_min_steps(TrainConfig(**values), rows)
+    assert config.epochs == epochs
+    if not values.get("max_steps"):
+        assert plan_steps(config, rows).steps >= min(values["min_steps"], plan_steps(config, rows).steps)
+        if values["min_steps"]:
+            assert plan_steps(config, rows).steps >= values["min_steps"]
+
+
+def test_min_steps_is_checked_and_a_flag() -> None:
+    from pipe_embed.pipeline.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="min_steps"):
+        TrainConfig(min_steps=-1).validate()
+
+
+def test_a_small_run_trains_min_steps_and_says_why(store: Store, tiny_model_path: Path, mine_artifact,
+                                                    capsys: pytest.CaptureFixture) -> None:
+    art = run_train(store, tiny(tiny_model_path, batch_size=8, min_steps=6), mine_artifact.ref).artifact
+    assert "3 epochs instead of 1" in capsys.readouterr().err  # 13 rows / 8 = 2 steps per epoch
+    assert art.metrics["train"]["steps"] == 6 and art.config["epochs"] == 1  # the version keeps what was asked

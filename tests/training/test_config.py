@@ -89,4 +89,4 @@ def test_own_layout_toml_and_named_errors(tmp_path: Path) -> None:
 
 def test_qlora_implies_lora_and_eval_config_ignores_seed_file(tmp_path: Path) -> None:
     assert load_train_config(None, {"qlora": True}).lora is True
-    assert load_eval_config(write(tmp_path, SEED)).split == "test"
+    assert load_eval_config(write(tmp_path, SEED)).split == "auto"

@@ -114,7 +114,7 @@ def test_eval_sets_are_scored_and_their_mean_picks_the_checkpoint(store: Store, 
     # the same data named differently is the same training (a cache hit), through the CLI's --eval-data
     result = CliRunner().invoke(app, [
         "train", "--data-dir", str(store.root), "--from", mine_artifact.ref, "--model", str(tiny_model_path),
-        "--batch-size", "4", "--epochs", "2", "--eval-steps", "2", "--lr", "1e-3", "--device", "cpu",
+        "--batch-size", "4", "--epochs", "2", "--min-steps", "0", "--eval-steps", "2", "--lr", "1e-3", "--device", "cpu",
         "--patience", "3", "--seed", "7", "--eval-data", f"{second.ref},renamed={beir}"])
     assert result.exit_code == 0, result.output
     assert result.stdout.strip().splitlines()[-1] == art.ref and "up to date" in result.output

@@ -127,3 +127,26 @@ def test_large_corpora_encode_in_chunks_under_a_progress_bar(tiny_model_path: Pa
     assert "eval: encoding" in out.getvalue() and "documents" in out.getvalue()
     for name in METRIC_NAMES:
         assert chunked[name] == pytest.approx(whole[name], abs=1e-6), name
+
+
+@pytest.mark.parametrize("backend", ["openvino", "onnx"])
+def test_a_fast_backend_scores_like_torch(backend: str, store: Store, tiny_model_path: Path, chess_html: Path) -> None:
+    """eval encodes with the same checked encoder as mine: its metrics agree with torch's to 1e-3."""
+    from pipe_embed.pipeline.core import encoders
+
+    from tests.training.chess import chess_compose
+
+    if not encoders.backend_installed(backend):
+        pytest.skip(f'{backend} not installed (pip install "pipe-embed[{backend}]")')
+    compose = chess_compose(store, chess_html, dev_share=0.3, limit=300)
+    runs = {name: run_eval(store, EvalConfig(split="dev", reverse=True, device="cpu", backend=name),
+                           str(tiny_model_path), compose.ref, force=True).artifact
+            for name in ("torch", backend)}
+    assert runs["torch"].stats["encoders"] == {"model": "torch"}
+    assert runs[backend].stats["encoders"]["model"].startswith(f"{backend}-")  # e.g. openvino-bf16
+    assert runs[backend].version == runs["torch"].version  # the backend is not part of the version
+    for direction in ("forward", "reverse"):
+        fast, slow = runs[backend].metrics["model"][direction], runs["torch"].metrics["model"][direction]
+        assert slow["queries"] >= 50 and 0 < slow["mrr@10"] < 1
+        for name in METRIC_NAMES:
+            assert fast[name] == pytest.approx(slow[name], abs=1e-3), (direction, name)

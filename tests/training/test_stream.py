@@ -114,7 +114,7 @@ def test_training_streams_an_artifact_and_plans_its_steps(store: Store, tiny_mod
                                                           mine_artifact) -> None:
     from pipe_embed.training.train import run_train
 
-    config = TrainConfig(model=str(tiny_model_path), device="cpu", batch_size=4, epochs=2, lr=1e-3, eval_steps=0,
+    config = TrainConfig(model=str(tiny_model_path), device="cpu", batch_size=4, epochs=2, min_steps=0, lr=1e-3, eval_steps=0,
                          patience=0, eval_base=False, warmup_ratio=0.0, stream=True)
     art = run_train(store, config, mine_artifact.ref).artifact
     train = art.metrics["train"]

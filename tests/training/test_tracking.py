@@ -162,7 +162,7 @@ def test_iterate_logs_each_round_as_a_nested_run_with_its_lineage(store: Store, 
     mlflow = mlflow_env
     compose = make_compose(store)
     _fake_stages(monkeypatch, [0.50, 0.60, 0.55])
-    outcome = run_iterate(store, IterateConfig(rounds=3, model=str(tiny_model_path)), MineConfig(),
+    outcome = run_iterate(store, IterateConfig(rounds=3, model=str(tiny_model_path), refit=False), MineConfig(),
                           TrainConfig(report_to=["mlflow"], experiment="iter"), EvalConfig(), from_ref=compose.ref)
     client, runs = _runs(mlflow, store, "iter")
     by_name = {r.info.run_name: r for r in runs}

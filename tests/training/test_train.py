@@ -15,7 +15,7 @@ from transformers import TrainerCallback
 
 
 def tiny_config(model: Path, **overrides) -> TrainConfig:
-    values = dict(model=str(model), batch_size=4, epochs=1, eval_steps=2, lr=1e-3, device="cpu", patience=0,
+    values = dict(model=str(model), batch_size=4, epochs=1, min_steps=0, eval_steps=2, lr=1e-3, device="cpu", patience=0,
                   seed=7)
     values.update(overrides)
     return TrainConfig(**values)
@@ -220,3 +220,16 @@ def test_from_a_raw_pairs_file_says_to_compose_it(store: Store, tiny_model_path:
         assert caught.value.path == Path(ref)
     with pytest.raises(PipeError, match="no such file"):
         run_train(store, tiny_config(tiny_model_path), "missing.jsonl")
+
+
+def test_with_dev_refits_on_train_and_dev_rows_without_evaluating(store: Store, tiny_model_path: Path,
+                                                                   mine_artifact, capsys) -> None:
+    plain = run_train(store, tiny_config(tiny_model_path, max_steps=1, eval_base=False), mine_artifact.ref).artifact
+    refit = run_train(store, tiny_config(tiny_model_path, max_steps=1, eval_base=False, with_dev=True),
+                      mine_artifact.ref).artifact
+    assert refit.version != plain.version
+    assert refit.stats["rows"] == plain.stats["rows"] + 2  # the two dev terms (fork, epoch) join the train rows
+    assert "dev" in plain.metrics and "dev" not in refit.metrics  # nothing left to evaluate on
+    assert "refit: training on 2 dev anchors" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="with_dev"):
+        tiny_config(tiny_model_path, with_dev=True, stream=True).validate()
