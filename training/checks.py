@@ -106,6 +106,19 @@ class WeightSnapshot:
         return largest
 
 
+def below_base_warning(dev: dict[str, float] | None, base: dict[str, float] | None, metric: str) -> str | None:
+    """The loud line for a trained model below its base model on dev by more than one dev query's worth."""
+    if not dev or not base or metric not in dev or metric not in base:
+        return None
+    queries = dev.get("queries") or base.get("queries")
+    noise = 1.0 / float(queries) if queries else 0.0
+    if dev[metric] >= base[metric] - noise:
+        return None
+    return (f"[bold red]the trained model scores below the base model on dev[/bold red] ({metric} {dev[metric]:.4f} "
+            f"vs {base[metric]:.4f}, beyond the noise of one dev query, {noise:.4f}) — the artifact keeps it; "
+            "lower --lr, change --epochs/--min-steps, or keep using the base model")
+
+
 def unchanged_warning(plan: StepPlan) -> str:
     """The loud line for a trained model whose weights equal its base's."""
     why = ("the learning rate was 0 for the only step" if plan.lr_never_moves
@@ -114,4 +127,5 @@ def unchanged_warning(plan: StepPlan) -> str:
             "— lower --batch-size, raise --epochs or --lr, or pass --warmup-ratio 0")
 
 
-__all__ = ["MIN_STEPS", "StepPlan", "WeightSnapshot", "plan_steps", "plan_warning", "unchanged_warning", "with_min_steps"]
+__all__ = ["MIN_STEPS", "StepPlan", "WeightSnapshot", "below_base_warning", "plan_steps", "plan_warning",
+           "unchanged_warning", "with_min_steps"]

@@ -46,6 +46,7 @@ from pipe_embed.training.card import write_model_card
 from pipe_embed.training.checks import (
     StepPlan,
     WeightSnapshot,
+    below_base_warning,
     plan_steps,
     plan_warning,
     unchanged_warning,
@@ -544,8 +545,11 @@ def write_report(config: TrainConfig, rows: TrainingRows, run: RunDir, trained: 
         headline[f"dev_{config.metric}"] = round(final_dev[config.metric], 4)
     if base_dev is not None:
         headline[f"base_{config.metric}"] = round(base_dev[config.metric], 4)
+    below = below_base_warning(final_dev, base_dev, config.metric)
+    if below:
+        warn(below)
     stats = {**rows.stats, "device": device, "weights_changed": None if change is None else change > 0,
-             "max_weight_change": change}
+             "max_weight_change": change, "below_base_on_dev": below is not None if base_dev else None}
     return StageResult(stats=stats, metrics=metrics, headline=headline)
 
 

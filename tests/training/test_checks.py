@@ -148,3 +148,13 @@ def test_a_small_run_trains_min_steps_and_says_why(store: Store, tiny_model_path
     art = run_train(store, tiny(tiny_model_path, batch_size=8, min_steps=6), mine_artifact.ref).artifact
     assert "3 epochs instead of 1" in capsys.readouterr().err  # 13 rows / 8 = 2 steps per epoch
     assert art.metrics["train"]["steps"] == 6 and art.config["epochs"] == 1  # the version keeps what was asked
+
+
+def test_a_trained_model_below_its_base_beyond_noise_is_said_loudly() -> None:
+    from pipe_embed.training.checks import below_base_warning
+
+    base = {"mrr@10": 0.50, "queries": 20}  # one query of 20: noise 0.05
+    assert below_base_warning({"mrr@10": 0.46, "queries": 20}, base, "mrr@10") is None  # within noise
+    line = below_base_warning({"mrr@10": 0.40, "queries": 20}, base, "mrr@10")
+    assert line is not None and "below the base model" in line and "0.4000 vs 0.5000" in line and "\n" not in line
+    assert below_base_warning({"mrr@10": 0.40}, None, "mrr@10") is None  # no base scored: nothing to say
