@@ -93,10 +93,9 @@ def _forward(evaluation: Artifact) -> dict[str, float]:
 
 def dev_noise(base_dev: dict[str, Any], config: IterateConfig) -> float:
     """The margin a round must clear: min_delta when set, else one dev query's worth of the metric."""
-    if config.min_delta is not None:
-        return float(config.min_delta)
-    queries = base_dev.get("queries")
-    return 1.0 / float(queries) if queries else 0.0
+    from pipe_embed.training.checks import one_query_noise
+
+    return float(config.min_delta) if config.min_delta is not None else one_query_noise(base_dev)
 
 
 def iterate_rounds(store: Store, compose: Artifact, config: IterateConfig, mine_config: Any,

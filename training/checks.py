@@ -106,12 +106,17 @@ class WeightSnapshot:
         return largest
 
 
+def one_query_noise(metrics: dict[str, Any]) -> float:
+    """How far one query can move a mean-over-queries metric (1 / queries); 0.0 when the count is unknown."""
+    queries = metrics.get("queries")
+    return 1.0 / float(queries) if queries else 0.0
+
+
 def below_base_warning(dev: dict[str, float] | None, base: dict[str, float] | None, metric: str) -> str | None:
     """The loud line for a trained model below its base model on dev by more than one dev query's worth."""
     if not dev or not base or metric not in dev or metric not in base:
         return None
-    queries = dev.get("queries") or base.get("queries")
-    noise = 1.0 / float(queries) if queries else 0.0
+    noise = one_query_noise(dev) or one_query_noise(base)
     if dev[metric] >= base[metric] - noise:
         return None
     return (f"[bold red]the trained model scores below the base model on dev[/bold red] ({metric} {dev[metric]:.4f} "
@@ -127,5 +132,5 @@ def unchanged_warning(plan: StepPlan) -> str:
             "— lower --batch-size, raise --epochs or --lr, or pass --warmup-ratio 0")
 
 
-__all__ = ["MIN_STEPS", "StepPlan", "WeightSnapshot", "below_base_warning", "plan_steps", "plan_warning",
+__all__ = ["MIN_STEPS", "StepPlan", "WeightSnapshot", "below_base_warning", "one_query_noise", "plan_steps", "plan_warning",
            "unchanged_warning", "with_min_steps"]
