@@ -1,6 +1,8 @@
 """The iterate stage: mine → train → evaluate in rounds, re-mining with the model just trained.
 
-Every round's mine, train and eval are ordinary artifacts, so a killed run continues where it
+Round 1 trains in-batch only by default (no mined negatives), so the first negatives are mined by a
+model that already knows the domain, and mined negatives have to earn their place on dev: on small
+glossaries they often cost more (false negatives, overfitting) than they bring. Every round's mine, train and eval are ordinary artifacts, so a killed run continues where it
 stopped (finished stages are cache hits). A round must beat the best dev score by more than the dev
 split's noise (`min_delta`; unset = one dev query's worth) to replace it and go on; a trained model
 below the base model beyond that noise is never handed back silently. The chosen round's recipe is
@@ -24,6 +26,7 @@ from pipe_embed.pipeline.core.store import Artifact, RunOutcome, StageResult, St
 STAGE = "iterate"
 FORMAT_VERSION = 1
 ROUNDS_FILE = "rounds.json"
+IN_BATCH = "in-batch"  # round 1 without mining: the round's `mine` is the compose artifact itself
 
 
 @dataclass
@@ -31,7 +34,9 @@ class IterateConfig:
     """How rounds are chained and when they stop."""
 
     rounds: int = option(3, "Maximum number of mine → train → eval rounds.")
-    first: Literal["faiss", "bm25", "hybrid"] = option("faiss", "Miner of round 1 (later rounds mine densely with the last model).")
+    first: Literal["in-batch", "faiss", "bm25", "hybrid"] = option(
+        "in-batch", "Round 1: train on in-batch negatives only (in-batch), or mine with the base model first "
+                    "(faiss, bm25, hybrid); later rounds mine densely with the last round's model.")
     model: str = option(DEFAULT_MODEL, "Base model: path or id; the bundled all-MiniLM-L6-v2 by default.")
     continue_training: bool = option(False, "Start round r from round r-1's weights instead of the base model.",
                                      flag="--continue/--from-base")
@@ -58,7 +63,7 @@ class RoundResult:
 
     round: int
     miner: str
-    mine: str
+    mine: str  # the mine artifact the round trained on (the compose artifact for an in-batch round)
     train: str
     eval_dev: str
     eval_test: str | None
@@ -130,13 +135,17 @@ def iterate_rounds(store: Store, compose: Artifact, config: IterateConfig, mine_
     for number in range(1, config.rounds + 1):
         with _round_run(store, train_config, number) as tracked:  # issue 11 part B: a tracker run per round
             miner = config.first if number == 1 else "faiss"
-            mcfg = dataclasses.replace(mine_config, method=miner, model=previous_model if number > 1 else base_model)
-            if previous_mine is not None and config.negatives == "union":
-                mcfg = dataclasses.replace(mcfg, merge_previous=True)
-            source = previous_mine if previous_mine is not None else compose
-            by = f", round {number - 1} model" if number > 1 else ""
-            info(f"[bold]round {number}[/bold]: mine ({miner}{by})")
-            mine = run_mine(store, mcfg, source).artifact
+            if miner == IN_BATCH:
+                info(f"[bold]round {number}[/bold]: in-batch negatives only (no mining)")
+                mine = compose  # trains on the composed pairs: every other positive in a batch is a negative
+            else:
+                mcfg = dataclasses.replace(mine_config, method=miner, model=previous_model if number > 1 else base_model)
+                if previous_mine is not None and config.negatives == "union":
+                    mcfg = dataclasses.replace(mcfg, merge_previous=True)
+                source = previous_mine if previous_mine is not None else compose
+                by = f", round {number - 1} model" if number > 1 else ""
+                info(f"[bold]round {number}[/bold]: mine ({miner}{by})")
+                mine = run_mine(store, mcfg, source).artifact
             tracked.set_tags(miner=miner, mine=mine.ref)
             start_from = previous_model if (config.continue_training and number > 1) else base_model
             tracked.set_tags(start_model=start_from)
@@ -158,15 +167,16 @@ def iterate_rounds(store: Store, compose: Artifact, config: IterateConfig, mine_
                 eval_test=eval_test, dev=_forward(dev), test=test_metrics,
                 model_path=str(train.file(MODEL_DIR).resolve()),
                 improved=improved, start_model=start_from,
-                overlap_with_previous=mine.stats.get("overlap_with_previous"),
-                short_of_negatives=mine.stats.get("share_short_of_negatives"),
+                overlap_with_previous=getattr(mine, "stats", {}).get("overlap_with_previous"),
+                short_of_negatives=getattr(mine, "stats", {}).get("share_short_of_negatives"),
             ))
             info(f"round {number}: dev {config.metric} = {score:.4f}"
                  + ("" if improved else f" (not above the best by more than {noise:.4f}: stopping)"))
             if not improved:
                 break
             best = score
-            previous_mine, previous_model = mine, trained
+            previous_mine = mine if miner != IN_BATCH else None  # nothing mined to merge with
+            previous_model = trained
     return rounds, {"dev": base_dev, "test": base_test, "noise": noise}
 
 

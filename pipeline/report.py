@@ -92,7 +92,11 @@ def _plot_scores(per_round: list[tuple[int, list[float], list[float]]], bins: in
             ax.hist(neg, bins=bins, alpha=0.6, label="kept negatives", color="#cf222e")
         ax.set_title(f"round {number}")
         ax.set_xlabel("score")
-        ax.legend(fontsize=8)
+        if pos or neg:
+            ax.legend(fontsize=8)
+        else:  # an in-batch round mines nothing
+            ax.text(0.5, 0.5, "in-batch negatives only:\nnothing mined", ha="center", va="center",
+                    transform=ax.transAxes, fontsize=9)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)

@@ -27,8 +27,8 @@ def _chess_compose(store: Store, html: Path, rows: int = 120):
     return run_compose(store, ComposeConfig(dev_fraction=0.25, test_fraction=0.25), from_ref=crawl.ref).artifact
 
 
-def _configs(model: Path, rounds: int = 2):
-    return (IterateConfig(rounds=rounds, model=str(model), min_delta=-1.0),  # never stop early here
+def _configs(model: Path, rounds: int = 2, first: str = "faiss"):
+    return (IterateConfig(rounds=rounds, model=str(model), min_delta=-1.0, first=first),  # never stop early here
             MineConfig(num_negatives=2, relative_margin=0.0, batch_size=32),
             TrainConfig(max_steps=2, batch_size=8, eval_steps=0, eval_base=False, device="cpu"),
             EvalConfig(batch_size=64, device="cpu"))
@@ -70,7 +70,7 @@ def _fake_stages(monkeypatch: pytest.MonkeyPatch, dev_scores: list[float]):
 def test_stops_at_first_round_without_improvement(monkeypatch: pytest.MonkeyPatch):
     calls = _fake_stages(monkeypatch, [0.70, 0.75, 0.80, 0.79, 0.90])
     compose = SimpleNamespace(ref="compose@x")
-    cfg = IterateConfig(rounds=5, min_delta=0.0)
+    cfg = IterateConfig(rounds=5, min_delta=0.0, first="faiss")
     rounds, base = iterate_rounds(None, compose, cfg, MineConfig(), TrainConfig(), EvalConfig())
     base = base["dev"]
     assert [r.dev["mrr@10"] for r in rounds] == [0.75, 0.80, 0.79]
@@ -79,6 +79,36 @@ def test_stops_at_first_round_without_improvement(monkeypatch: pytest.MonkeyPatc
     assert base["mrr@10"] == 0.70
     assert best_round(rounds, "mrr@10").round == 2
     assert [r.miner for r in rounds] == ["faiss", "faiss", "faiss"]
+
+
+def test_round_one_trains_in_batch_by_default_and_round_two_mines_with_its_model(monkeypatch: pytest.MonkeyPatch):
+    mined: list = []
+    calls = _fake_stages(monkeypatch, [0.70, 0.75, 0.80, 0.79])
+    from pipe_embed.mining import stage as _mining_stage
+    from pipe_embed.training import train as _training_train
+
+    fake_mine, fake_train, trained_on = _mining_stage.run_mine, _training_train.run_train, []
+
+    def recording_mine(store, config, source):
+        mined.append((config.method, config.model, source.ref))
+        return fake_mine(store, config, source)
+
+    def recording_train(store, config, data):
+        trained_on.append(data.ref)
+        return fake_train(store, config, data)
+
+    monkeypatch.setattr(_mining_stage, "run_mine", recording_mine)
+    monkeypatch.setattr(_training_train, "run_train", recording_train)
+    compose = SimpleNamespace(ref="compose@x")
+    assert IterateConfig().first == "in-batch"
+    rounds, _ = iterate_rounds(None, compose, IterateConfig(rounds=4, min_delta=0.0, negatives="union"),
+                               MineConfig(), TrainConfig(), EvalConfig())
+    assert [r.miner for r in rounds] == ["in-batch", "faiss", "faiss"]
+    assert rounds[0].mine == "compose@x" and trained_on[0] == "compose@x"  # round 1: the composed pairs only
+    assert calls == {"mine": 2, "train": 3}
+    # round 2 mines the composed pairs (nothing mined to merge with) with round 1's model; round 3 with round 2's
+    assert mined[0] == ("faiss", "train@1", "compose@x") and mined[1] == ("faiss", "train@2", "mine@1")
+    assert rounds[0].overlap_with_previous is None and rounds[0].start_model == rounds[1].start_model
 
 
 def test_min_delta_and_first_miner(monkeypatch: pytest.MonkeyPatch):
@@ -168,6 +198,23 @@ def test_two_rounds_resume_after_kill_cache_hits_and_report(store: Store, chess_
         assert report.file(name).stat().st_size > 5000
         assert f'src="{name}"' in page
     assert "round 2" in page and outcome.artifact.ref in page and "<table>" in page
+
+
+def test_in_batch_round_one_refits_on_the_composed_pairs_and_reports(store: Store, chess_html: Path,
+                                                                    tiny_model_path: Path):
+    compose = _chess_compose(store, chess_html, rows=60)
+    _, mine_cfg, train_cfg, eval_cfg = _configs(tiny_model_path)
+    config = IterateConfig(rounds=1, model=str(tiny_model_path), keep_base=False)  # the default first round
+    outcome = run_iterate(store, config, mine_cfg, train_cfg, eval_cfg, from_ref=compose.ref)
+    data = read_rounds(outcome.artifact)
+    assert [r["miner"] for r in data["rounds"]] == ["in-batch"] and store.versions("mine") == []
+    round_one = store.resolve(data["rounds"][0]["train"])
+    assert round_one.inputs == [{"stage": "compose", "version": compose.version}]
+    refit = store.resolve(data["refit"])  # the in-batch recipe again, on train + dev
+    assert refit.config["with_dev"] is True and refit.inputs == round_one.inputs
+    assert refit.stats["rows"] > round_one.stats["rows"]
+    report = run_report(store, ReportConfig(), outcome.artifact.ref).artifact
+    assert "in-batch" in report.file("index.html").read_text()
 
 
 def test_iterate_cli_prints_table(tmp_path: Path, chess_html: Path, tiny_model_path: Path):
