@@ -252,14 +252,13 @@ def test_mining_with_auto_picks_the_same_negatives_as_torch(precision: str, tiny
 
     if not any(encoders.backend_installed(b) for b in encoders.FAST_BACKENDS):
         pytest.skip('no fast backend installed (pip install "pipe-embed[openvino]")')
-    if precision == "f32":
-        monkeypatch.setattr(encoders, "NATIVE_PRECISION", ())
     out = {}
     for backend in ("torch", "auto"):
         store = Store(tmp_path / backend / "data")
         rows = [row(term, [definition]) for term, definition in chess_pairs(chess_html, 300)]
         compose = make_compose(store, {"train": rows, "dev": [], "test": []})
-        config = MineConfig(method="faiss", model=str(tiny_model_path), backend=backend, relative_margin=0.0)
+        config = MineConfig(method="faiss", model=str(tiny_model_path), backend=backend, relative_margin=0.0,
+                            precision="f32" if precision == "f32" else "auto")  # --precision f32: torch's vectors
         encoder = make_encoder(config, cache_root(store))
         art = run_mine(store, config, compose, encoder=encoder).artifact
         out[backend] = (art, encoder, {r["id"]: (r["negative_ids"], r["negative_scores"])
