@@ -81,7 +81,7 @@ def test_stops_at_first_round_without_improvement(monkeypatch: pytest.MonkeyPatc
     assert [r.miner for r in rounds] == ["faiss", "faiss", "faiss"]
 
 
-def test_round_one_trains_in_batch_by_default_and_round_two_mines_with_its_model(monkeypatch: pytest.MonkeyPatch):
+def test_an_in_batch_round_one_and_round_two_mining_with_its_model(monkeypatch: pytest.MonkeyPatch):
     mined: list = []
     calls = _fake_stages(monkeypatch, [0.70, 0.75, 0.80, 0.79])
     from pipe_embed.mining import stage as _mining_stage
@@ -100,8 +100,9 @@ def test_round_one_trains_in_batch_by_default_and_round_two_mines_with_its_model
     monkeypatch.setattr(_mining_stage, "run_mine", recording_mine)
     monkeypatch.setattr(_training_train, "run_train", recording_train)
     compose = SimpleNamespace(ref="compose@x")
-    assert IterateConfig().first == "in-batch"
-    rounds, _ = iterate_rounds(None, compose, IterateConfig(rounds=4, min_delta=0.0, negatives="union"),
+    assert IterateConfig().first == "faiss"
+    config = IterateConfig(rounds=4, min_delta=0.0, negatives="union", first="in-batch")
+    rounds, _ = iterate_rounds(None, compose, config,
                                MineConfig(), TrainConfig(), EvalConfig())
     assert [r.miner for r in rounds] == ["in-batch", "faiss", "faiss"]
     assert rounds[0].mine == "compose@x" and trained_on[0] == "compose@x"  # round 1: the composed pairs only
@@ -204,7 +205,7 @@ def test_in_batch_round_one_refits_on_the_composed_pairs_and_reports(store: Stor
                                                                     tiny_model_path: Path):
     compose = _chess_compose(store, chess_html, rows=60)
     _, mine_cfg, train_cfg, eval_cfg = _configs(tiny_model_path)
-    config = IterateConfig(rounds=1, model=str(tiny_model_path), keep_base=False)  # the default first round
+    config = IterateConfig(rounds=1, model=str(tiny_model_path), keep_base=False, first="in-batch")
     outcome = run_iterate(store, config, mine_cfg, train_cfg, eval_cfg, from_ref=compose.ref)
     data = read_rounds(outcome.artifact)
     assert [r["miner"] for r in data["rounds"]] == ["in-batch"] and store.versions("mine") == []
