@@ -1,0 +1,76 @@
+"""Experiment: does averaging weights help the plain recipes on bench_quality's glossaries and splits?
+
+`wise`: WiSE-FT, the base model and the plain in-batch / mined fine-tunes interpolated at alpha 0.25,
+0.5, 0.75, 1.0 (1.0 = the fine-tune). `soup`: the uniform average of the in-batch and the mined
+fine-tune of the same base. Same training, splits and scoring as bench_quality (its recipes and
+`score`); one JSON line per glossary and seed in benchmarks/results/quality.weight_averaging.jsonl.
+
+    python benchmarks/quality_weight_averaging.py soup --glossaries slang,wordnet-300 --seeds 0,1,2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parent)]
+
+from quality_data import load_glossary, split_terms  # noqa: E402
+from quality_recipes import base_model, st_inbatch, st_mined  # noqa: E402
+from quality_score import score  # noqa: E402
+
+ALPHAS = (0.25, 0.5, 0.75, 1.0)
+RECIPES = {"st_inbatch": st_inbatch, "st_mined": st_mined}
+
+
+def mix(left: dict, right: dict, weight: float) -> dict:
+    """(1 - weight) * left + weight * right for float tensors; integer buffers come from right."""
+    return {k: (1 - weight) * left[k] + weight * right[k] if right[k].is_floating_point() else right[k] for k in right}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("mode", choices=["wise", "soup"])
+    parser.add_argument("--glossaries", default="slang,wordnet-300")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--out", type=Path, default=HERE / "results" / "quality.weight_averaging.jsonl")
+    args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(1)
+    for name in args.glossaries.split(","):
+        glossary = load_glossary(name)
+        for seed in (int(s) for s in args.seeds.split(",")):
+            train, held_out = split_terms(glossary, seed)
+            start, tuned, result = time.time(), {}, {}
+            base = {k: v.clone() for k, v in base_model().state_dict().items()}
+            for recipe, fn in RECIPES.items():
+                with tempfile.TemporaryDirectory() as tmp:
+                    model, _ = fn(train, Path(tmp))
+                tuned[recipe] = {k: v.clone() for k, v in model.state_dict().items()}
+                if args.mode == "wise":
+                    for alpha in ALPHAS:
+                        model.load_state_dict(mix(base, tuned[recipe], alpha))
+                        result[f"{recipe}@{alpha}"] = score(model, glossary, held_out)["mrr@10"]
+                else:
+                    result[recipe] = score(model, glossary, held_out)["mrr@10"]
+            if args.mode == "soup":
+                model.load_state_dict(mix(tuned["st_inbatch"], tuned["st_mined"], 0.5))
+                result["soup"] = score(model, glossary, held_out)["mrr@10"]
+            record = {"mode": args.mode, "glossary": name, "seed": seed, "mrr@10": result,
+                      "wall_s": round(time.time() - start)}
+            print(json.dumps(record), flush=True)
+            with args.out.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+
+
+if __name__ == "__main__":
+    main()
