@@ -4,10 +4,11 @@ Round 1 mines with the base model by default; `--first in-batch` trains it on in
 so the first negatives are mined by a model that already knows the domain and mined rounds have to
 beat it on dev (in bench_quality that tied the plain recipes on slang and wordnet-300 and lost 0.017
 on chess, where a small dev split could not see that mined negatives help). Every round's mine,
-train and eval are ordinary artifacts, so a killed run continues where it stopped (finished stages are cache hits). A round must beat the best dev score by more than the dev
-split's noise (`min_delta`; unset = one dev query's worth) to replace it and go on; a trained model
-below the base model beyond that noise is never handed back silently. The chosen round's recipe is
-then refit on train + dev (`--no-refit` keeps the round's own model).
+train and eval are ordinary artifacts, so a killed run continues where it stopped (finished stages
+are cache hits). A round must beat the best dev score by more than the dev split's noise
+(`min_delta`; unset = one dev query's worth) to replace it and go on; a trained model below the base
+model beyond that noise is never handed back silently. The chosen round's recipe is then refit on
+train + dev (`--no-refit` keeps the round's own model).
 """
 
 from __future__ import annotations
