@@ -10,8 +10,6 @@ bench_quality. One JSON line per glossary and seed in benchmarks/results/quality
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import os
 import sys
@@ -24,58 +22,33 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]
 
-from quality_data import load_glossary, split_terms  # noqa: E402
-from quality_recipes import ST_SETTINGS, _st_dataset, base_model  # noqa: E402
-from quality_score import score  # noqa: E402
-
-
-def train(dataset, batch_size: int, epochs: int, out: Path):
-    """The plain script with MNRL (batch 16) or CachedMNRL (bigger batches, mini-batches of 16)."""
-    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
-    from sentence_transformers.base.sampler import BatchSamplers
-    from sentence_transformers.sentence_transformer.losses import (
-        CachedMultipleNegativesRankingLoss,
-        MultipleNegativesRankingLoss,
-    )
-
-    model = base_model()
-    loss = MultipleNegativesRankingLoss(model) if batch_size <= 16 else \
-        CachedMultipleNegativesRankingLoss(model, mini_batch_size=16)
-    args = SentenceTransformerTrainingArguments(
-        output_dir=str(out), num_train_epochs=epochs, per_device_train_batch_size=batch_size,
-        learning_rate=ST_SETTINGS["lr"], seed=ST_SETTINGS["seed"], batch_sampler=BatchSamplers.NO_DUPLICATES,
-        use_cpu=True, report_to="none", save_strategy="no", logging_steps=10, disable_tqdm=True)
-    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset, loss=loss)
-    trainer.train()
-    return model, trainer.state.global_step
+from quality_experiment import parser, record, splits
+from quality_recipes import _st_dataset, _st_train, base_model
+from quality_score import score
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--glossaries", default="slang,wordnet-300")
-    parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--batches", default="16,64")
-    parser.add_argument("--out", type=Path, default=HERE / "results" / "quality.big_batch.jsonl")
-    args = parser.parse_args()
+    args_parser = parser(__doc__, "quality.big_batch.jsonl")
+    args_parser.add_argument("--batches", default="16,64")
+    args = args_parser.parse_args()
     import torch
+    from sentence_transformers.sentence_transformer.losses import (
+        CachedMultipleNegativesRankingLoss,
+    )
 
     torch.set_num_threads(1)
-    for name in args.glossaries.split(","):
-        glossary = load_glossary(name)
-        for seed in (int(s) for s in args.seeds.split(",")):
-            terms, held_out = split_terms(glossary, seed)
-            dataset = _st_dataset(terms)
-            epochs = max(3, math.ceil(100 / math.ceil(len(dataset) / 16)))
-            result, steps, start = {}, {}, time.time()
-            for batch in (int(b) for b in args.batches.split(",")):
-                with tempfile.TemporaryDirectory() as tmp:
-                    model, steps[batch] = train(dataset, batch, epochs, Path(tmp))
-                result[f"batch{batch}"] = score(model, glossary, held_out)["mrr@10"]
-            record = {"glossary": name, "seed": seed, "epochs": epochs, "rows": len(dataset), "steps": steps,
-                      "mrr@10": result, "wall_s": round(time.time() - start)}
-            print(json.dumps(record), flush=True)
-            with args.out.open("a") as f:
-                f.write(json.dumps(record) + "\n")
+    for glossary, seed, terms, held_out in splits(args.glossaries, args.seeds):
+        dataset = _st_dataset(terms)
+        epochs = max(3, math.ceil(100 / math.ceil(len(dataset) / 16)))
+        result, steps, start = {}, {}, time.time()
+        for batch in (int(b) for b in args.batches.split(",")):
+            model = base_model()
+            loss = None if batch <= 16 else CachedMultipleNegativesRankingLoss(model, mini_batch_size=16)
+            with tempfile.TemporaryDirectory() as tmp:
+                steps[batch] = _st_train(model, dataset, Path(tmp), loss=loss, batch_size=batch, epochs=epochs)["steps"]
+            result[f"batch{batch}"] = score(model, glossary, held_out)["mrr@10"]
+        record(args.out, {"glossary": glossary.name, "seed": seed, "epochs": epochs, "rows": len(dataset),
+                          "steps": steps, "mrr@10": result, "wall_s": round(time.time() - start)})
 
 
 if __name__ == "__main__":

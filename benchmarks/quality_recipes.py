@@ -82,8 +82,10 @@ def _st_dataset(terms: list[Term]) -> Any:
     return Dataset.from_dict({"anchor": [a for a, _ in pairs], "positive": [p for _, p in pairs]})
 
 
-def _st_train(model: Any, dataset: Any, out: Path) -> dict[str, Any]:
-    """The plain script: SentenceTransformerTrainer, MNRL, 3 epochs, batch 16, lr 5e-5, no dev set."""
+def _st_train(model: Any, dataset: Any, out: Path, loss: Any = None, batch_size: int | None = None,
+              epochs: int | None = None) -> dict[str, Any]:
+    """The plain script: SentenceTransformerTrainer, MNRL, 3 epochs, batch 16, lr 5e-5, no dev set
+    (an experiment may change the loss, batch size and epochs)."""
     from sentence_transformers import (
         SentenceTransformerTrainer,
         SentenceTransformerTrainingArguments,
@@ -94,12 +96,12 @@ def _st_train(model: Any, dataset: Any, out: Path) -> dict[str, Any]:
     )
 
     args = SentenceTransformerTrainingArguments(
-        output_dir=str(out), num_train_epochs=ST_SETTINGS["epochs"],
-        per_device_train_batch_size=ST_SETTINGS["batch_size"], learning_rate=ST_SETTINGS["lr"],
+        output_dir=str(out), num_train_epochs=epochs or ST_SETTINGS["epochs"],
+        per_device_train_batch_size=batch_size or ST_SETTINGS["batch_size"], learning_rate=ST_SETTINGS["lr"],
         seed=ST_SETTINGS["seed"], batch_sampler=BatchSamplers.NO_DUPLICATES, use_cpu=True,
         report_to="none", save_strategy="no", logging_steps=10, disable_tqdm=True)
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset,
-                                         loss=MultipleNegativesRankingLoss(model))
+                                         loss=loss or MultipleNegativesRankingLoss(model))
     output = trainer.train()
     return {"steps": trainer.state.global_step, "rows": len(dataset), "train_loss": output.training_loss}
 

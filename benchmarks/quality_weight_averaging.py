@@ -10,8 +10,6 @@ fine-tune of the same base. Same training, splits and scoring as bench_quality (
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import sys
 import tempfile
@@ -23,9 +21,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]
 
-from quality_data import load_glossary, split_terms  # noqa: E402
-from quality_recipes import base_model, st_inbatch, st_mined  # noqa: E402
-from quality_score import score  # noqa: E402
+from quality_experiment import parser, record, splits
+from quality_recipes import base_model, st_inbatch, st_mined
+from quality_score import score
 
 ALPHAS = (0.25, 0.5, 0.75, 1.0)
 RECIPES = {"st_inbatch": st_inbatch, "st_mined": st_mined}
@@ -37,39 +35,30 @@ def mix(left: dict, right: dict, weight: float) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=["wise", "soup"])
-    parser.add_argument("--glossaries", default="slang,wordnet-300")
-    parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--out", type=Path, default=HERE / "results" / "quality.weight_averaging.jsonl")
-    args = parser.parse_args()
+    args_parser = parser(__doc__, "quality.weight_averaging.jsonl")
+    args_parser.add_argument("mode", choices=["wise", "soup"])
+    args = args_parser.parse_args()
     import torch
 
     torch.set_num_threads(1)
-    for name in args.glossaries.split(","):
-        glossary = load_glossary(name)
-        for seed in (int(s) for s in args.seeds.split(",")):
-            train, held_out = split_terms(glossary, seed)
-            start, tuned, result = time.time(), {}, {}
-            base = {k: v.clone() for k, v in base_model().state_dict().items()}
-            for recipe, fn in RECIPES.items():
-                with tempfile.TemporaryDirectory() as tmp:
-                    model, _ = fn(train, Path(tmp))
-                tuned[recipe] = {k: v.clone() for k, v in model.state_dict().items()}
-                if args.mode == "wise":
-                    for alpha in ALPHAS:
-                        model.load_state_dict(mix(base, tuned[recipe], alpha))
-                        result[f"{recipe}@{alpha}"] = score(model, glossary, held_out)["mrr@10"]
-                else:
-                    result[recipe] = score(model, glossary, held_out)["mrr@10"]
-            if args.mode == "soup":
-                model.load_state_dict(mix(tuned["st_inbatch"], tuned["st_mined"], 0.5))
-                result["soup"] = score(model, glossary, held_out)["mrr@10"]
-            record = {"mode": args.mode, "glossary": name, "seed": seed, "mrr@10": result,
-                      "wall_s": round(time.time() - start)}
-            print(json.dumps(record), flush=True)
-            with args.out.open("a") as f:
-                f.write(json.dumps(record) + "\n")
+    for glossary, seed, train, held_out in splits(args.glossaries, args.seeds):
+        start, tuned, result = time.time(), {}, {}
+        base = {k: v.clone() for k, v in base_model().state_dict().items()}
+        for recipe, fn in RECIPES.items():
+            with tempfile.TemporaryDirectory() as tmp:
+                model, _ = fn(train, Path(tmp))
+            tuned[recipe] = {k: v.clone() for k, v in model.state_dict().items()}
+            if args.mode == "wise":
+                for alpha in ALPHAS:
+                    model.load_state_dict(mix(base, tuned[recipe], alpha))
+                    result[f"{recipe}@{alpha}"] = score(model, glossary, held_out)["mrr@10"]
+            else:
+                result[recipe] = score(model, glossary, held_out)["mrr@10"]
+        if args.mode == "soup":
+            model.load_state_dict(mix(tuned["st_inbatch"], tuned["st_mined"], 0.5))
+            result["soup"] = score(model, glossary, held_out)["mrr@10"]
+        record(args.out, {"mode": args.mode, "glossary": glossary.name, "seed": seed, "mrr@10": result,
+                          "wall_s": round(time.time() - start)})
 
 
 if __name__ == "__main__":
