@@ -76,3 +76,21 @@ def test_margins_compare_per_seed_against_the_best_plain_recipe() -> None:
     assert out["best_plain"] == "st_inbatch"
     assert out["pipe_iterate"]["vs_best_plain"]["per_seed"] == [0.02, -0.01]
     assert out["pipe_iterate"]["vs_base"]["min"] == 0.09
+
+
+def test_negative_pool_rows_redraw_per_epoch_and_pad_with_other_positives() -> None:
+    from quality_negative_pool import NEGATIVES, epoch_rows
+
+    pairs = [(f"term {i}", f"definition {i}") for i in range(8)]
+    pools = [[f"definition {j}" for j in range(8) if j != i][:6] for i in range(7)] + [["definition 0"]]
+    fixed = epoch_rows(pairs, pools, epochs=3, draw=False, seed=1)
+    drawn = epoch_rows(pairs, pools, epochs=3, draw=True, seed=1)
+    negatives = [f"negative_{k + 1}" for k in range(NEGATIVES)]
+    assert len(fixed) == len(drawn) == 3 * len(pairs)
+    first = [[fixed[r][c] for c in negatives] for r in range(7)]
+    assert all([fixed[e * 8 + r][c] for c in negatives] == first[r] == pools[r][:3] for e in range(3) for r in range(7))
+    per_epoch = [[tuple(drawn[e * 8 + r][c] for c in negatives) for r in range(7)] for e in range(3)]
+    assert per_epoch[0] != per_epoch[1] != per_epoch[2]
+    for row in drawn:  # the short last row is padded with other anchors' positives, never its own
+        texts = [row[c] for c in negatives]
+        assert row["positive"] not in texts and len(set(texts)) == NEGATIVES
