@@ -10,10 +10,8 @@ bench_quality. One JSON line per glossary and seed in benchmarks/results/quality
 
 from __future__ import annotations
 
-import math
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -22,9 +20,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]
 
-from quality_experiment import parser, record, splits
-from quality_recipes import _st_dataset, _st_train, base_model
-from quality_score import score
+from quality_experiment import budget_epochs, parser, record, splits, train_and_score
+from quality_recipes import _st_dataset, base_model
 
 
 def main() -> None:
@@ -39,14 +36,13 @@ def main() -> None:
     torch.set_num_threads(1)
     for glossary, seed, terms, held_out in splits(args.glossaries, args.seeds):
         dataset = _st_dataset(terms)
-        epochs = max(3, math.ceil(100 / math.ceil(len(dataset) / 16)))
+        epochs = budget_epochs(len(dataset))
         result, steps, start = {}, {}, time.time()
         for batch in (int(b) for b in args.batches.split(",")):
             model = base_model()
             loss = None if batch <= 16 else CachedMultipleNegativesRankingLoss(model, mini_batch_size=16)
-            with tempfile.TemporaryDirectory() as tmp:
-                steps[batch] = _st_train(model, dataset, Path(tmp), loss=loss, batch_size=batch, epochs=epochs)["steps"]
-            result[f"batch{batch}"] = score(model, glossary, held_out)["mrr@10"]
+            steps[batch], result[f"batch{batch}"] = train_and_score(model, dataset, glossary, held_out, loss=loss,
+                                                                    batch_size=batch, epochs=epochs)
         record(args.out, {"glossary": glossary.name, "seed": seed, "epochs": epochs, "rows": len(dataset),
                           "steps": steps, "mrr@10": result, "wall_s": round(time.time() - start)})
 

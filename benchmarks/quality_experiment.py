@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from quality_data import Glossary, Term, load_glossary, split_terms
 
@@ -34,3 +37,18 @@ def record(out: Path, entry: dict) -> None:
     print(json.dumps(entry), flush=True)
     with out.open("a") as f:
         f.write(json.dumps(entry) + "\n")
+
+
+def budget_epochs(rows: int, batch_size: int = 16, min_steps: int = 100) -> int:
+    """At least 3 epochs, raised until `rows` at `batch_size` take `min_steps` optimizer steps (pipe's default budget)."""
+    return max(3, math.ceil(min_steps / math.ceil(rows / batch_size)))
+
+
+def train_and_score(model: Any, dataset: Any, glossary: Glossary, held_out: list[Term], **train: Any) -> tuple[int, float]:
+    """The plain script's training (quality_recipes._st_train, `train` overriding loss/batch/epochs), then MRR@10."""
+    from quality_recipes import _st_train
+    from quality_score import score
+
+    with tempfile.TemporaryDirectory() as tmp:
+        steps = _st_train(model, dataset, Path(tmp), **train)["steps"]
+    return steps, score(model, glossary, held_out)["mrr@10"]

@@ -12,10 +12,8 @@ benchmarks/results/quality.gist.jsonl.
 
 from __future__ import annotations
 
-import math
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -24,9 +22,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]
 
-from quality_experiment import parser, record, splits
-from quality_recipes import ST_MINE, _st_dataset, _st_train, base_model
-from quality_score import score
+from quality_experiment import budget_epochs, parser, record, splits, train_and_score
+from quality_recipes import ST_MINE, _st_dataset, base_model
 
 
 def main() -> None:
@@ -40,7 +37,7 @@ def main() -> None:
     torch.set_num_threads(1)
     for glossary, seed, terms, held_out in splits(args.glossaries, args.seeds):
         pairs = _st_dataset(terms)
-        epochs = max(3, math.ceil(100 / math.ceil(len(pairs) / 16)))
+        epochs = budget_epochs(len(pairs))
         result, steps, start = {}, {}, time.time()
         for variant in args.variants.split(","):
             model, guide = base_model(), base_model()
@@ -51,9 +48,8 @@ def main() -> None:
                                               relative_margin=ST_MINE["relative_margin"], output_format="triplet",
                                               batch_size=64, verbose=False)
             loss = GISTEmbedLoss(model, guide, temperature=0.05 if variant == "gist_t05" else 0.01)
-            with tempfile.TemporaryDirectory() as tmp:
-                steps[variant] = _st_train(model, dataset, Path(tmp), loss=loss, epochs=epochs)["steps"]
-            result[variant] = score(model, glossary, held_out)["mrr@10"]
+            steps[variant], result[variant] = train_and_score(model, dataset, glossary, held_out, loss=loss,
+                                                              epochs=epochs)
         record(args.out, {"glossary": glossary.name, "seed": seed, "epochs": epochs, "rows": len(pairs),
                           "steps": steps, "mrr@10": result, "wall_s": round(time.time() - start)})
 

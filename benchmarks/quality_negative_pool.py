@@ -21,11 +21,9 @@ several senses): at most a few rows in a run, the same for every mined variant.
 
 from __future__ import annotations
 
-import math
 import os
 import random
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -34,9 +32,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]
 
-from quality_experiment import parser, record, splits
-from quality_recipes import ST_MINE, _st_train, base_model
-from quality_score import score
+from quality_experiment import budget_epochs, parser, record, splits, train_and_score
+from quality_recipes import ST_MINE, base_model
 
 NEGATIVES = 3
 
@@ -97,7 +94,7 @@ def main() -> None:
     torch.set_num_threads(1)
     for glossary, seed, terms, held_out in splits(args.glossaries, args.seeds):
         pairs = [(t.term, d) for t in terms for d in t.definitions]
-        epochs = max(3, math.ceil(100 / math.ceil(len(pairs) / 16)))
+        epochs = budget_epochs(len(pairs))
         result, steps, pool_sizes, start = {}, {}, {}, time.time()
         for variant in args.variants.split(","):
             model = base_model()
@@ -106,9 +103,7 @@ def main() -> None:
 
                 dataset = Dataset.from_dict({"anchor": [a for a, _ in pairs] * epochs,
                                              "positive": [d for _, d in pairs] * epochs})
-                with tempfile.TemporaryDirectory() as tmp:
-                    steps[variant] = _st_train(model, dataset, Path(tmp), epochs=1)["steps"]
-                result[variant] = score(model, glossary, held_out)["mrr@10"]
+                steps[variant], result[variant] = train_and_score(model, dataset, glossary, held_out, epochs=1)
                 continue
             related = None
             if variant.startswith("rel"):  # relNN: top 3 of the candidates with cosine >= 0.NN to the positive
@@ -118,9 +113,7 @@ def main() -> None:
             pools = mine_pools(model, pairs, depth, related)
             pool_sizes[variant] = round(sum(map(len, pools)) / len(pools), 2)
             dataset = epoch_rows(pairs, pools, epochs, draw=variant != "top3", seed=42)
-            with tempfile.TemporaryDirectory() as tmp:
-                steps[variant] = _st_train(model, dataset, Path(tmp), epochs=1)["steps"]
-            result[variant] = score(model, glossary, held_out)["mrr@10"]
+            steps[variant], result[variant] = train_and_score(model, dataset, glossary, held_out, epochs=1)
         record(args.out, {"glossary": glossary.name, "seed": seed, "epochs": epochs, "rows": len(pairs),
                           "steps": steps, "mean_pool": pool_sizes, "mrr@10": result,
                           "wall_s": round(time.time() - start)})
