@@ -83,9 +83,9 @@ def _st_dataset(terms: list[Term]) -> Any:
 
 
 def _st_train(model: Any, dataset: Any, out: Path, loss: Any = None, batch_size: int | None = None,
-              epochs: int | None = None) -> dict[str, Any]:
-    """The plain script: SentenceTransformerTrainer, MNRL, 3 epochs, batch 16, lr 5e-5, no dev set
-    (an experiment may change the loss, batch size and epochs)."""
+              epochs: int | None = None, lr: float | None = None, seed: int | None = None) -> dict[str, Any]:
+    """The plain script: SentenceTransformerTrainer, MNRL, 3 epochs, batch 16, lr 5e-5, seed 42, no dev set
+    (an experiment may change the loss, batch size, epochs, learning rate and trainer seed)."""
     from sentence_transformers import (
         SentenceTransformerTrainer,
         SentenceTransformerTrainingArguments,
@@ -97,8 +97,8 @@ def _st_train(model: Any, dataset: Any, out: Path, loss: Any = None, batch_size:
 
     args = SentenceTransformerTrainingArguments(
         output_dir=str(out), num_train_epochs=epochs or ST_SETTINGS["epochs"],
-        per_device_train_batch_size=batch_size or ST_SETTINGS["batch_size"], learning_rate=ST_SETTINGS["lr"],
-        seed=ST_SETTINGS["seed"], batch_sampler=BatchSamplers.NO_DUPLICATES, use_cpu=True,
+        per_device_train_batch_size=batch_size or ST_SETTINGS["batch_size"], learning_rate=lr or ST_SETTINGS["lr"],
+        seed=ST_SETTINGS["seed"] if seed is None else seed, batch_sampler=BatchSamplers.NO_DUPLICATES, use_cpu=True,
         report_to="none", save_strategy="no", logging_steps=10, disable_tqdm=True)
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset,
                                          loss=loss or MultipleNegativesRankingLoss(model))

@@ -94,3 +94,26 @@ def test_negative_pool_rows_redraw_per_epoch_and_pad_with_other_positives() -> N
     for row in drawn:  # the short last row is padded with other anchors' positives, never its own
         texts = [row[c] for c in negatives]
         assert row["positive"] not in texts and len(set(texts)) == NEGATIVES
+
+
+def test_hyperparameter_variants_change_one_knob_and_refuse_the_rest() -> None:
+    from quality_hyperparameters import parse_variant
+
+    assert parse_variant("ref") == (False, {})
+    assert parse_variant("lr=3e-5") == (False, {"lr": 3e-5})
+    assert parse_variant("mined:batch=8") == (True, {"batch": 8})
+    for bad in ("warmup=0.1", "lr=", "mined:"):
+        with pytest.raises(SystemExit, match="KEY=VALUE"):
+            parse_variant(bad)
+
+
+def test_uniform_soup_averages_floats_and_keeps_integer_buffers() -> None:
+    import torch
+    from quality_weight_averaging import uniform
+
+    states = [{"w": torch.tensor([1.0, 2.0]), "ids": torch.tensor([0, 1])},
+              {"w": torch.tensor([3.0, 6.0]), "ids": torch.tensor([0, 1])},
+              {"w": torch.tensor([5.0, 1.0]), "ids": torch.tensor([0, 1])}]
+    soup = uniform(states)
+    assert torch.equal(soup["w"], torch.tensor([3.0, 3.0]))
+    assert soup["ids"].dtype == torch.int64 and torch.equal(soup["ids"], torch.tensor([0, 1]))
