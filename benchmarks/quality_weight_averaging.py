@@ -25,6 +25,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]
 
+from quality_data import Glossary, Term
 from quality_experiment import budget_epochs, parser, record, splits, train_and_score
 from quality_recipes import _st_dataset, base_model, st_inbatch, st_mined
 from quality_score import score
@@ -45,7 +46,7 @@ def uniform(states: list[dict]) -> dict:
             for k in states[-1]}
 
 
-def seed_soups(glossary, train, held_out) -> dict[str, float]:
+def seed_soups(glossary: Glossary, train: list[Term], held_out: list[Term]) -> dict[str, float]:
     """MRR@10 of the in-batch fine-tune at each trainer seed, and of the uniform soups of the first 2 and 3."""
     dataset = _st_dataset(train)
     epochs = budget_epochs(len(dataset))
@@ -86,7 +87,7 @@ def main() -> None:
             else:
                 result[recipe] = score(model, glossary, held_out)["mrr@10"]
         if args.mode == "soup":
-            model.load_state_dict(mix(tuned["st_inbatch"], tuned["st_mined"], 0.5))
+            model.load_state_dict(uniform([tuned["st_inbatch"], tuned["st_mined"]]))
             result["soup"] = score(model, glossary, held_out)["mrr@10"]
         record(args.out, {"mode": args.mode, "glossary": glossary.name, "seed": seed, "mrr@10": result,
                           "wall_s": round(time.time() - start)})
