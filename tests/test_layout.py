@@ -2,17 +2,19 @@
 
 Floors: the core (pipe_embed.pipeline.core and the package root) imports nothing above it; each
 stage (compose, crawlers, mining, training) imports only the core, never another stage; the
-orchestration (iterate, report, cli) sits on top. Imports inside functions count too: a lazy
+orchestration (cli, iterate, sweep, report) sits on top. The map is
+pipe_embed.pipeline.core.floors; these tests read it. Imports inside functions count too: a lazy
 import is still a dependency.
 """
 
 from __future__ import annotations
 
-import ast
 import sys
 from pathlib import Path
 
 import pytest
+from pipe_embed.pipeline.core.floors import CORE, FLOORS, PACKAGE, STAGE, TOP, floor_of
+from pipe_embed.pipeline.core.imports import imports_of
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -20,12 +22,8 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGE = "pipe_embed"
 FOLDERS = {"pipeline": "pipe_embed.pipeline", "crawlers": "pipe_embed.crawlers",
            "mining": "pipe_embed.mining", "training": "pipe_embed.training"}
-
-CORE, STAGE, TOP = 0, 1, 2
-STAGES = ("pipe_embed.pipeline.compose", "pipe_embed.crawlers", "pipe_embed.mining", "pipe_embed.training")
 
 
 def module_name(path: Path) -> str:
@@ -48,42 +46,11 @@ def source_modules() -> dict[str, Path]:
     return found
 
 
-def imports_of(path: Path, name: str) -> set[str]:
-    """The pipe_embed modules a file imports, at any depth of the file (functions included)."""
-    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-    is_package = path.name == "__init__.py"
-    found: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names if alias.name.startswith(PACKAGE))
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = name.split(".") if is_package else name.split(".")[:-1]
-                base = base[: len(base) - (node.level - 1)]
-                target = ".".join(base + ([node.module] if node.module else []))
-            else:
-                target = node.module or ""
-            if target.startswith(PACKAGE):
-                found.add(target)
-                found.update(f"{target}.{alias.name}" for alias in node.names)
-    return found
-
-
-def floor_of(name: str) -> tuple[int, str]:
-    """(floor, group) of a module: core, one of the stages, or the orchestration on top."""
-    if name in (PACKAGE, "pipe_embed.pipeline") or name.startswith("pipe_embed.pipeline.core"):
-        return CORE, "core"
-    for stage in STAGES:
-        if name == stage or name.startswith(stage + "."):
-            return STAGE, stage
-    return TOP, "orchestration"
-
-
 def import_graph() -> dict[str, set[str]]:
     modules = source_modules()
     graph = {}
     for name, path in modules.items():
-        graph[name] = {target for target in imports_of(path, name) if target in modules and target != name}
+        graph[name] = {target for target in imports_of(path, name, PACKAGE) if target in modules and target != name}
     return graph
 
 
@@ -129,9 +96,22 @@ def test_imports_only_go_down_and_stages_never_import_each_other():
 def test_the_checks_catch_a_cycle_and_an_upward_import():
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
-    assert floor_of("pipe_embed.pipeline.core.store") == (CORE, "core")
+    assert floor_of("pipe_embed.pipeline.core.store") == (CORE, "pipe_embed.pipeline.core")
     assert floor_of("pipe_embed.mining.stage") == (STAGE, "pipe_embed.mining")
-    assert floor_of("pipe_embed.pipeline.cli.app") == (TOP, "orchestration")
+    assert floor_of("pipe_embed.pipeline.cli.app") == (TOP, "pipe_embed.pipeline.cli")
+    with pytest.raises(ValueError, match="floor map"):
+        floor_of("pipe_embed.pipeline.somewhere_new")
+
+
+def test_every_package_sits_on_one_floor_of_the_map():
+    """The map in the package is the one source: every package folder is on it, once."""
+    packages = {module_name(p.parent / "__init__.py") for folder in FOLDERS for p in (ROOT / folder).rglob("__init__.py")}
+    placed = [p for members in FLOORS.values() for p in members]
+    assert len(placed) == len(set(placed))
+    for package in packages - {"pipe_embed.pipeline"}:
+        floor_of(package)  # raises for a package that no floor lists
+    for module in source_modules():
+        floor_of(module)
 
 
 def test_every_package_folder_is_installed_under_the_one_namespace():

@@ -10,8 +10,8 @@ from pipe_embed.pipeline.cli.inputs import data_ref
 from pipe_embed.pipeline.cli.options import argument_parameter, config_parameters, option_parameter, overrides
 from pipe_embed.pipeline.core.config import load_config
 from pipe_embed.pipeline.core.console import console, info
-from pipe_embed.pipeline.iterate import IterateConfig, read_rounds, run_iterate
-from pipe_embed.pipeline.report import ReportConfig, run_report
+from pipe_embed.pipeline.orchestrate.iterate import IterateConfig, read_rounds, run_iterate
+from pipe_embed.pipeline.orchestrate.report import ReportConfig, run_report
 from pipe_embed.training.config import EvalConfig, TrainConfig, load_eval_config, load_train_config
 
 MINE_FLAGS = ("num_negatives",)

@@ -9,7 +9,7 @@ from pipe_embed.pipeline.cli.inputs import data_ref
 from pipe_embed.pipeline.cli.options import config_parameters, option_parameter, overrides
 from pipe_embed.pipeline.core.config import load_config
 from pipe_embed.pipeline.core.console import console, info
-from pipe_embed.pipeline.sweep import BEST_CONFIG, SEARCHED, SweepConfig, read_trials, run_sweep, trials_table
+from pipe_embed.pipeline.orchestrate.sweep import BEST_CONFIG, SEARCHED, SweepConfig, read_trials, run_sweep, trials_table
 from pipe_embed.training.config import TrainConfig, load_train_config
 
 

@@ -10,6 +10,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from pipe_embed.pipeline.core.imports import import_closure
+
 _CHUNK = 1 << 20
 
 
@@ -60,32 +62,39 @@ def hash_files(paths: list[Path], root: Path | None = None) -> str:
 
 
 def code_modules(module_name: str) -> str:
-    """The code a stage's output depends on: the package of the module that defines the stage
-    (`pipe_embed.mining.stage` -> `pipe_embed.mining`), or the module alone when it sits directly
-    in `pipe_embed.pipeline` (iterate, report), whose package also holds the core and the CLI."""
+    """Where a stage's own code starts: the package of the module that defines the stage
+    (`pipe_embed.mining.stage` -> `pipe_embed.mining`), or the module alone when its package is a
+    floor of separate runs (the orchestration: iterate, sweep, report) or the package root.
+    `code_version` adds everything that code imports."""
     package, _, _ = module_name.rpartition(".")
-    return module_name if package in ("", "pipe_embed.pipeline") else package
+    alone = ("", "pipe_embed.pipeline", "pipe_embed.pipeline.orchestrate")
+    return module_name if package in alone else package
 
 
 @functools.lru_cache(maxsize=64)
 def code_version(name: str, length: int = 16) -> str:
-    """sha256 over the source of a module or of every module of a package (relative path + bytes).
+    """sha256 over the source of what a stage runs: the module or package `name` and every module of
+    the same top-level package that it imports, transitively (function-level imports included).
 
-    Part of every artifact's version, so that a change to a stage's own code re-runs that stage
-    instead of serving a stale cache hit.
+    Part of every artifact's version, so that a change to a stage's code, or to a core module it
+    uses, re-runs that stage instead of serving a stale cache hit; a module it never imports does not.
     """
     spec = importlib.util.find_spec(name)
     if spec is None:
         raise ValueError(f"no module named {name!r}")
+    start = [name]
     if spec.submodule_search_locations:
-        roots = [Path(p) for p in spec.submodule_search_locations]
-        files = sorted({(f.relative_to(root).as_posix(), f) for root in roots for f in root.rglob("*.py")
-                        if "__pycache__" not in f.parts})
-    else:
-        origin = Path(spec.origin or "")
-        files = [(origin.name, origin)]
+        for root in spec.submodule_search_locations:
+            for path in Path(root).rglob("*.py"):
+                if "__pycache__" in path.parts:
+                    continue
+                parts = list(path.relative_to(root).with_suffix("").parts)
+                if parts[-1] == "__init__":
+                    parts.pop()
+                start.append(".".join([name, *parts]))
+    files = import_closure(start, name.split(".")[0])
     digest = hashlib.sha256()
-    for rel, path in files:
-        digest.update(rel.encode("utf-8") + b"\0")
-        digest.update(path.read_bytes().replace(b"\r\n", b"\n") + b"\0")
+    for module in sorted(files):
+        digest.update(module.encode("utf-8") + b"\0")
+        digest.update(files[module].read_bytes().replace(b"\r\n", b"\n") + b"\0")
     return digest.hexdigest()[:length]

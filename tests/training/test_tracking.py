@@ -154,7 +154,7 @@ def _fake_stages(monkeypatch: pytest.MonkeyPatch, dev_scores: list[float]) -> No
 def test_iterate_logs_each_round_as_a_nested_run_with_its_lineage(store: Store, tiny_model_path: Path,
                                                                   mlflow_env, monkeypatch: pytest.MonkeyPatch) -> None:
     from pipe_embed.mining.stage import MineConfig
-    from pipe_embed.pipeline.iterate import IterateConfig, run_iterate
+    from pipe_embed.pipeline.orchestrate.iterate import IterateConfig, run_iterate
     from pipe_embed.training.config import EvalConfig
 
     from tests.training.conftest import make_compose

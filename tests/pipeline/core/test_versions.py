@@ -56,7 +56,49 @@ def toy_stage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 def test_code_modules_names_the_stage_package():
     assert code_modules("pipe_embed.mining.stage") == "pipe_embed.mining"
     assert code_modules("pipe_embed.pipeline.compose.stage") == "pipe_embed.pipeline.compose"
-    assert code_modules("pipe_embed.pipeline.iterate") == "pipe_embed.pipeline.iterate"
+    assert code_modules("pipe_embed.pipeline.orchestrate.iterate") == "pipe_embed.pipeline.orchestrate.iterate"
+
+
+@pytest.fixture()
+def toy_tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A package `toyroot` with a core (one module the stage imports lazily, one it never imports)
+    and a stage package."""
+    root = tmp_path / "src2" / "toyroot"
+    for folder in ("", "core", "stagepkg"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        (root / folder / "__init__.py").write_text("")
+    (root / "core" / "used.py").write_text("X = 1\n")
+    (root / "core" / "unused.py").write_text("Y = 1\n")
+    (root / "stagepkg" / "stage.py").write_text(
+        "def build():\n    from toyroot.core.used import X\n    return X\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "src2"))
+    importlib.invalidate_caches()
+    code_version.cache_clear()
+    yield root
+    for name in [n for n in sys.modules if n.startswith("toyroot")]:
+        sys.modules.pop(name, None)
+    code_version.cache_clear()
+
+
+def test_a_change_to_a_core_module_the_stage_imports_changes_its_version(toy_tree: Path):
+    before = code_version("toyroot.stagepkg")
+    (toy_tree / "core" / "unused.py").write_text("Y = 2\n")
+    code_version.cache_clear()
+    assert code_version("toyroot.stagepkg") == before, "a module the stage never imports must not count"
+    (toy_tree / "core" / "used.py").write_text("X = 2\n")
+    code_version.cache_clear()
+    assert code_version("toyroot.stagepkg") != before, "a core module imported inside a function counts"
+
+
+def test_real_stages_hash_the_core_they_use_and_not_other_stages():
+    from pipe_embed.pipeline.core.imports import import_closure
+
+    mine = import_closure(["pipe_embed.mining.stage"], "pipe_embed")
+    assert "pipe_embed.pipeline.core.store" in mine and "pipe_embed.pipeline.core.pairs" in mine
+    assert not any(name.startswith(("pipe_embed.crawlers", "pipe_embed.training")) for name in mine)
+    train = import_closure(["pipe_embed.training.train"], "pipe_embed")
+    assert "pipe_embed.pipeline.core.models" in train
+    assert not any(name.startswith("pipe_embed.mining") for name in train)
 
 
 def test_a_change_to_the_stage_code_changes_the_version(tmp_path: Path, toy_stage):

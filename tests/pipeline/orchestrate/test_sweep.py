@@ -10,7 +10,7 @@ import pytest
 from pipe_embed.pipeline.cli import app
 from pipe_embed.pipeline.core.errors import ConfigError
 from pipe_embed.pipeline.core.store import Store
-from pipe_embed.pipeline.sweep import BEST_CONFIG, SweepConfig, parse_dimension, read_trials, search_space
+from pipe_embed.pipeline.orchestrate.sweep import BEST_CONFIG, SweepConfig, parse_dimension, read_trials, search_space
 from pipe_embed.training.callbacks import STOPPED_FILE, EvalReportCallback, RunStopped
 from pipe_embed.training.config import load_train_config
 from pipe_embed.training.train import run_train

@@ -10,7 +10,7 @@ from pipe_embed.crawlers.stage import CrawlConfig, run_crawl
 from pipe_embed.mining.stage import MineConfig
 from pipe_embed.pipeline.compose.stage import ComposeConfig, run_compose
 from pipe_embed.pipeline.core.store import Store
-from pipe_embed.pipeline.iterate import (
+from pipe_embed.pipeline.orchestrate.iterate import (
     IterateConfig,
     RoundResult,
     best_round,
@@ -18,7 +18,7 @@ from pipe_embed.pipeline.iterate import (
     read_rounds,
     run_iterate,
 )
-from pipe_embed.pipeline.report import ReportConfig, run_report
+from pipe_embed.pipeline.orchestrate.report import ReportConfig, run_report
 from pipe_embed.training.config import EvalConfig, TrainConfig
 
 
@@ -244,7 +244,7 @@ def _round(number: int, dev: float, improved: bool = True) -> RoundResult:
 
 
 def test_the_base_model_is_a_candidate_and_a_worse_round_is_said_loudly(capsys: pytest.CaptureFixture):
-    from pipe_embed.pipeline.iterate import pick_result
+    from pipe_embed.pipeline.orchestrate.iterate import pick_result
 
     base = {"dev": {"mrr@10": 0.50}, "test": {}}
     rounds = [_round(1, 0.49, improved=False), _round(2, 0.48, improved=False)]
@@ -259,7 +259,7 @@ def test_the_base_model_is_a_candidate_and_a_worse_round_is_said_loudly(capsys: 
 
 
 def test_no_refit_when_the_base_model_is_the_result_or_when_turned_off():
-    from pipe_embed.pipeline.iterate import Result, refit_result
+    from pipe_embed.pipeline.orchestrate.iterate import Result, refit_result
 
     base = Result(round=0, model_path="/base", train=None, dev={"mrr@10": 0.5}, test={})
     assert refit_result(None, None, base, [], TrainConfig(), EvalConfig()) is base
@@ -276,7 +276,7 @@ def test_round_one_must_beat_the_base_to_go_on(monkeypatch: pytest.MonkeyPatch):
 
 def test_the_dev_noise_floor_decides_rounds_and_the_result(monkeypatch: pytest.MonkeyPatch,
                                                             capsys: pytest.CaptureFixture):
-    from pipe_embed.pipeline.iterate import dev_noise, pick_result
+    from pipe_embed.pipeline.orchestrate.iterate import dev_noise, pick_result
 
     assert dev_noise({"queries": 20}, IterateConfig()) == 0.05  # one query of 20 moves MRR by up to 0.05
     assert dev_noise({"queries": 20}, IterateConfig(min_delta=0.0)) == 0.0

@@ -15,7 +15,7 @@ from typing import Any
 from pipe_embed.pipeline.core.config import option
 from pipe_embed.pipeline.core.pairs import iter_jsonl, pairs_file
 from pipe_embed.pipeline.core.store import Artifact, RunOutcome, StageResult, Store
-from pipe_embed.pipeline.iterate import read_rounds
+from pipe_embed.pipeline.orchestrate.iterate import read_rounds
 
 STAGE = "report"
 FORMAT_VERSION = 1
