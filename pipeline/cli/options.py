@@ -21,6 +21,7 @@ from rich.markup import escape
 from pipe_embed.pipeline.core.config import config_docs
 
 SHARED_PANEL = "Common options"
+SECTION_SEP = "__"  # parameter name of an entry's setting: <entry>__<field> (a flag keeps its own name)
 
 
 def flag_name(name: str) -> str:
@@ -86,8 +87,12 @@ def field_parameter(cls: type, field: dataclasses.Field, tp: Any, *, name: str |
 
 
 def config_parameters(cls: type, *, only: Iterable[str] | None = None, skip: Iterable[str] = (),
-                      prefix: str = "", panel: str | None = None) -> list[inspect.Parameter]:
-    """A parameter for every CLI field of a config dataclass (`option(cli=False)` ones excepted)."""
+                      prefix: str = "", panel: str | None = None,
+                      sections: bool | Iterable[str] = True) -> list[inspect.Parameter]:
+    """A parameter for every CLI field of a config dataclass (`option(cli=False)` ones excepted).
+
+    A config with plug-ins (`SECTIONS`) gets, after its common flags, one help panel per entry
+    (`--method faiss`) holding that entry's settings; `sections` limits which entries (True: all)."""
     hints = get_type_hints(cls)
     wanted = set(only) if only is not None else None
     params = []
@@ -97,14 +102,35 @@ def config_parameters(cls: type, *, only: Iterable[str] | None = None, skip: Ite
         if wanted is not None and field.name not in wanted:
             continue
         params.append(field_parameter(cls, field, hints[field.name], name=prefix + field.name, panel=panel))
+    registry = getattr(cls, "SECTIONS", None)
+    if registry is not None and sections:
+        chosen = None if sections is True else set(sections)  # type: ignore[arg-type]
+        for entry in registry.entries():
+            if entry.params is None or (chosen is not None and entry.name not in chosen):
+                continue
+            title = f"--{registry.field.replace('_', '-')} {entry.name}: {entry.help}"
+            if panel:
+                title = f"{panel}, {title}"
+            params += config_parameters(entry.params, prefix=f"{prefix}{entry.name}{SECTION_SEP}", panel=title,
+                                        skip=skip)
     return params
 
 
 def overrides(cls: type, values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """The flags given for a config (None = not given), keyed by field name."""
+    """The flags given for a config (None = not given), keyed by field name; an entry's flags as
+    {entry: {field: value}}, the shape of its config table."""
     names = {f.name for f in dataclasses.fields(cls)}
-    return {key[len(prefix):]: value for key, value in values.items()
-            if key.startswith(prefix) and key[len(prefix):] in names and value is not None}
+    found: dict[str, Any] = {key[len(prefix):]: value for key, value in values.items()
+                             if key.startswith(prefix) and key[len(prefix):] in names and value is not None}
+    registry = getattr(cls, "SECTIONS", None)
+    if registry is not None:
+        for entry in registry.entries():
+            if entry.params is None:
+                continue
+            given = overrides(entry.params, values, f"{prefix}{entry.name}{SECTION_SEP}")
+            if given:
+                found[entry.name] = given
+    return found
 
 
 def option_parameter(name: str, annotation: Any, default: Any, *decls: str, help: str,

@@ -2,6 +2,8 @@
 
 Every stage declares a dataclass whose fields carry a default and a one-line doc (`option`). A
 config file may hold one table per stage (`[compose]`, `[mine]` …) or the stage's keys at top level.
+A stage with plug-ins (mining methods, losses) names their registry in `SECTIONS`; each entry's
+settings are a nested table (`[mine.faiss]`, `[train.gist]`) held in the config's `params` field.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 C = TypeVar("C")
+T = TypeVar("T")
+PARAMS = "params"  # the field of a sectioned config that holds each entry's settings
 
 
 def option(default: Any, doc: str, *, versioned: bool = True, flag: str | None = None,
@@ -45,12 +49,35 @@ def is_versioned(f: dataclasses.Field) -> bool:  # type: ignore[type-arg]
 
 
 def versioned_dict(config: Any) -> dict[str, Any]:
-    """The resolved config minus its `versioned=False` fields: what goes into a version."""
+    """The resolved config minus its `versioned=False` fields (its sections' too): what goes into a version."""
     values = dataclasses.asdict(config)
     for f in dataclasses.fields(config):
         if not is_versioned(f):
             values.pop(f.name, None)
+    if isinstance(values.get(PARAMS), dict):
+        values[PARAMS] = {name: versioned_dict(section) if dataclasses.is_dataclass(section) else values[PARAMS][name]
+                          for name, section in getattr(config, PARAMS).items()}
     return values
+
+
+def section_types(cls: type) -> dict[str, type]:
+    """A sectioned config's entries that have settings: name -> settings dataclass ({} for plain configs)."""
+    registry = getattr(cls, "SECTIONS", None)
+    return registry.sections() if registry is not None else {}
+
+
+def params_of(config: Any, cls: type[T]) -> T:
+    """The settings of one entry of a sectioned config, typed: `params_of(mine_config, FaissParams)`."""
+    for section in getattr(config, PARAMS).values():
+        if isinstance(section, cls):
+            return section
+    return cls()
+
+
+def keep_sections(config: C, names: list[str] | tuple[str, ...]) -> C:
+    """The config with only these entries' settings (what a resolved config records and versions)."""
+    params = getattr(config, PARAMS)
+    return dataclasses.replace(config, **{PARAMS: {n: params[n] for n in names if n in params}})  # type: ignore[type-var]
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
@@ -165,6 +192,8 @@ def _unknown_field(cls: type, key: str, where: str, section: str | None) -> Conf
     fields = _field_names(cls)
     owners = [name for name, other in _STAGE_CONFIGS.items()
               if name != section and other is not cls and key in _field_names(other)]
+    owners += [f"{section or 'stage'}.{name}" for name, params in section_types(cls).items()
+               if key in _field_names(params)]
     if owners:
         tables = " or ".join(f"[{name}]" for name in owners)
         return ConfigError(f"{where}unknown field '{key}': it is a setting of {tables}",
@@ -175,10 +204,56 @@ def _unknown_field(cls: type, key: str, where: str, section: str | None) -> Conf
                        hint=f"did you mean '{close[0]}'? {known}" if close else known)
 
 
+def _section_where(where: str, section: str | None, name: str) -> str:
+    """`pipe.toml: [mine] ` -> `pipe.toml: [mine.faiss] `: where a section's errors point."""
+    table = f"[{section or 'stage'}.{name}] "
+    if section and where.endswith(f"[{section}] "):
+        return where[: -len(f"[{section}] ")] + table
+    return f"{where}{table}" if where else ""
+
+
+def _build_sections(cls: type, values: dict[str, Any], where: str, section: str | None) -> dict[str, Any]:
+    """Take the entries' tables (`[mine.faiss]`, or a `params` mapping) out of `values` and build each
+    entry's settings; entries not given get their defaults."""
+    types_ = section_types(cls)
+    given: dict[str, Any] = {}
+    raw_params = values.pop(PARAMS, None) or {}
+    if not isinstance(raw_params, dict):
+        raise ConfigError(f"{where}field '{PARAMS}': expected a table of sections, got {raw_params!r}")
+    given.update(raw_params)
+    fields = set(_field_names(cls))
+    for name in [k for k, v in values.items() if k in types_ or (isinstance(v, dict) and k not in fields)]:
+        given[name] = values.pop(name)
+    params: dict[str, Any] = {}
+    for name, value in given.items():
+        if name not in types_:
+            close = difflib.get_close_matches(str(name), list(types_), n=1)
+            known = f"known sections: {', '.join(types_)}"
+            raise ConfigError(f"{where}unknown section '{name}'",
+                              hint=f"did you mean '{close[0]}'? {known}" if close else known)
+        if isinstance(value, types_[name]):
+            params[name] = value
+            continue
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            value = dataclasses.asdict(value)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}'{name}' must be a table of settings, got {value!r}",
+                              hint=f"write [{section or 'stage'}.{name}] and its keys below it")
+        params[name] = build_config(types_[name], dict(value), _section_where(where, section, name),
+                                    f"{section}.{name}" if section else name)
+    for name, tp in types_.items():
+        params.setdefault(name, tp())
+    return params
+
+
 def build_config(cls: type[C], values: dict[str, Any], where: str = "", section: str | None = None) -> C:
     """Instantiate a config dataclass from a mapping, checking names and types."""
     hints = get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    values = dict(values)
+    if getattr(cls, "SECTIONS", None) is not None:
+        values[PARAMS] = _build_sections(cls, values, where, section)
+        hints = {**hints, PARAMS: Any}
     unknown = [k for k in values if k not in fields]
     if unknown:
         raise _unknown_field(cls, str(unknown[0]), where, section)
@@ -214,12 +289,22 @@ def load_config(cls: type[C], section: str, file: str | Path | None = None,
             where = f"{file}: [{section}] "
         else:
             # A flat file: take the keys this stage knows; other stages' tables are ignored.
-            values.update({k: v for k, v in data.items() if not isinstance(v, dict) or k in names})
+            sections = section_types(cls)
+            values.update({k: v for k, v in data.items() if not isinstance(v, dict) or k in names or k in sections})
             where = f"{file}: "
         cfg_from_file = build_config(cls, values, where, section)
         values = {f.name: getattr(cfg_from_file, f.name) for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    sections = section_types(cls)
     for key, value in (overrides or {}).items():
-        if value is not None:
+        if value is None:
+            continue
+        if key in sections and isinstance(value, dict):
+            # flags of one entry: merged into that entry's settings from the file (or its defaults)
+            params = values.setdefault(PARAMS, {})
+            current = params.get(key)
+            base = dataclasses.asdict(current) if dataclasses.is_dataclass(current) else dict(current or {})
+            params[key] = {**base, **value}
+        else:
             values[key] = value
     return build_config(cls, values, "", section)
 
@@ -239,5 +324,5 @@ def as_dict(config: Any) -> dict[str, Any]:
 
 
 __all__ = ["option", "load_config", "build_config", "read_config_file", "config_docs", "as_dict",
-           "register_config",
+           "register_config", "section_types", "params_of", "keep_sections", "PARAMS",
            "versioned_dict", "is_versioned"]
