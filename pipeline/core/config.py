@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 import sys
 import types
 from pathlib import Path
@@ -162,7 +163,11 @@ def _coerce(value: Any, tp: Any, name: str, where: str) -> Any:
         if tp is float:
             if isinstance(value, bool):
                 raise ValueError
-            return float(value)
+            number = float(value)
+            if not math.isfinite(number):
+                raise ConfigError(f"{where}field '{name}': {value!r} is not a finite number",
+                                  hint="give a finite value (nan and inf are never valid settings)")
+            return number
         if tp is str:
             if not isinstance(value, (str, int, float)) or isinstance(value, bool):
                 raise ValueError
@@ -175,6 +180,8 @@ def _coerce(value: Any, tp: Any, name: str, where: str) -> Any:
 
 
 _STAGE_CONFIGS: dict[str, type] = {}
+# Tables of the seed trainers' config.json layout, which `pipe train` reads: not stage tables, not typos.
+SEED_TABLES = frozenset({"hf", "device", "optim", "data", "output"})
 
 
 def register_config(section: str, cls: type) -> None:
@@ -271,6 +278,19 @@ def build_config(cls: type[C], values: dict[str, Any], where: str = "", section:
     return config
 
 
+def _check_tables(data: dict[str, Any], file: str | Path, own: set[str]) -> None:
+    """A top-level table no stage knows is a typo (`[compsoe]`), not something to ignore silently."""
+    if not _STAGE_CONFIGS:
+        return  # called outside the CLI: the stages are not all known, so nothing can be called unknown
+    known = set(_STAGE_CONFIGS) | SEED_TABLES | own
+    for key, value in data.items():
+        if isinstance(value, dict) and key not in known:
+            close = difflib.get_close_matches(str(key), sorted(_STAGE_CONFIGS), n=1)
+            tables = ", ".join(f"[{name}]" for name in sorted(_STAGE_CONFIGS))
+            raise ConfigError(f"{file}: unknown table [{key}]",
+                              hint=f"did you mean [{close[0]}]? tables: {tables}" if close else f"tables: {tables}")
+
+
 def load_config(cls: type[C], section: str, file: str | Path | None = None,
                 overrides: dict[str, Any] | None = None) -> C:
     """Resolve a stage config: dataclass defaults, then the file's section, then CLI overrides.
@@ -281,6 +301,7 @@ def load_config(cls: type[C], section: str, file: str | Path | None = None,
     if file is not None:
         data = read_config_file(file)
         names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        _check_tables(data, file, names | set(section_types(cls)) | {section})
         if section in data and not isinstance(data[section], dict):
             raise ConfigError(f"{file}: '{section}' must be a table of settings, got {data[section]!r}",
                               hint=f"write [{section}] and its keys below it")

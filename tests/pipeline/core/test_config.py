@@ -84,3 +84,24 @@ def test_bad_values_and_files_are_one_clear_line(tmp_path: Path):
         load_config(FirstConfig, "first", latin)
     with pytest.raises(ConfigError, match=r"d.toml: cannot parse config"):
         load_config(FirstConfig, "first", _file(tmp_path, "d.toml", "[first\n"))
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_non_finite_floats_are_refused_from_files_and_flags(tmp_path: Path, value: str):
+    file = tmp_path / "pipe.json"
+    file.write_text(json.dumps({"first": {"dev_fraction": float(value)}}))
+    with pytest.raises(ConfigError, match=r"\[first\] field 'dev_fraction': .* is not a finite number"):
+        load_config(FirstConfig, "first", file)
+    with pytest.raises(ConfigError, match="field 'dev_fraction': .* is not a finite number"):
+        load_config(FirstConfig, "first", None, {"dev_fraction": float(value)})
+
+
+def test_an_unknown_table_is_a_typo_with_a_did_you_mean(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(config_module, "_STAGE_CONFIGS", {"first": FirstConfig, "second": SecondConfig})
+    file = tmp_path / "pipe.toml"
+    file.write_text("[frist]\nseed = 3\n")
+    with pytest.raises(ConfigError, match=r"pipe.toml: unknown table \[frist\]") as info:
+        load_config(FirstConfig, "first", file)
+    assert "did you mean [first]" in (info.value.hint or "")
+    file.write_text("[hf]\nrepo = 'x'\n[second]\nname = 'b'\n")  # the seed trainers' tables and other stages are fine
+    assert load_config(FirstConfig, "first", file).seed == 1
