@@ -77,7 +77,7 @@ def pipe_fingerprint(variant: PipeVariant) -> dict[str, Any]:
     from pipe_embed.pipeline.core.config import versioned_dict
     from pipe_embed.pipeline.core.hashing import code_version
 
-    code = ("pipe_embed.pipeline.compose", "pipe_embed.mining", "pipe_embed.training", "pipe_embed.pipeline.iterate")
+    code = ("pipe_embed.pipeline.compose", "pipe_embed.mining", "pipe_embed.training", "pipe_embed.pipeline.orchestrate.iterate")
     return {"configs": {stage: versioned_dict(cfg) for stage, cfg in variant.configs().items()},
             "code": {name: code_version(name) for name in code}}
 

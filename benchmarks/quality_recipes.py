@@ -64,7 +64,7 @@ class PipeVariant:
         from pipe_embed.mining.stage import MineConfig
         from pipe_embed.pipeline.compose.stage import ComposeConfig
         from pipe_embed.pipeline.core.config import build_config
-        from pipe_embed.pipeline.iterate import IterateConfig
+        from pipe_embed.pipeline.orchestrate.iterate import IterateConfig
         from pipe_embed.training.config import EvalConfig, TrainConfig
 
         fixed = {"train": {"max_length": MAX_LENGTH, "device": "cpu"}, "eval": {"device": "cpu"}}
@@ -191,7 +191,7 @@ def pipe_train(glossary: Glossary, train: list[Term], work: Path, variant: PipeV
 
 def pipe_iterate(glossary: Glossary, train: list[Term], work: Path, variant: PipeVariant) -> tuple[Any, dict[str, Any]]:
     """`pipe compose --input train.csv` + `pipe iterate` (mine → train → eval rounds)."""
-    from pipe_embed.pipeline.iterate import read_rounds, run_iterate
+    from pipe_embed.pipeline.orchestrate.iterate import read_rounds, run_iterate
 
     store, compose, configs = _pipe_compose(glossary, train, work, variant)
     with loss_directions(variant.bench("directions")):

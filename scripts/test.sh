@@ -2,7 +2,8 @@
 # The README's test command, and exactly what CI runs (.ci/run): build a brand-new virtual
 # environment in a temporary directory, install the CPU build of torch first, then the project with
 # its test extras, and run the whole suite there. Nothing installed by hand on a machine can make
-# it pass. Extra arguments go to pytest (e.g. `bash scripts/test.sh -m "not integration"`).
+# it pass. Static checks (scripts/lint.sh: ruff, mypy) run first. Extra arguments go to pytest
+# (e.g. `bash scripts/test.sh -m "not slow"`, the fast inner loop).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,6 +28,9 @@ PY="$VENV/bin/python"
 
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 export PATH="$VENV/bin:$PATH" PIPE_LOG_DIR="$WORK/logs"
+echo "== static checks: ruff, mypy"
+bash scripts/lint.sh "$PY"
+echo "== tests"
 set +e
 "$PY" -m pytest -p no:cacheprovider "$@"
 rc=$?
