@@ -14,7 +14,7 @@ if [ -z "${PIPE_NO_INSTALL:-}" ]; then
   [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
   VENV="$(cd "$VENV" && pwd)"
   "$VENV/bin/python" -m pip install -q torch==2.13.0   # the CPU build first, so nothing pulls a CUDA build
-  # the openvino extra: mine and eval encode ~3x faster on CPU (--backend auto checks its vectors against torch);
+  # the openvino extra: mine and eval encode faster on CPU (--backend auto checks its vectors against torch);
   # it brings only openvino, openvino-telemetry and numpy (no torchvision; torch and sentence-transformers unchanged)
   "$VENV/bin/python" -m pip install -q -e ".[openvino]"
   export PATH="$VENV/bin:$PATH"

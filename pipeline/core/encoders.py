@@ -3,7 +3,7 @@
 Only the transformer's forward pass changes hands: sentence-transformers still tokenizes (dynamic
 padding, its length-sorted batches, the model's max length), pools and normalises. The pass is
 exported once per model weights into `<export_root>/<weights hash>/<backend>/`. `auto` tries, in order,
-OpenVINO in the CPU's native precision (bfloat16 on AMX CPUs: ~3x torch, vectors move by < 1e-4
+OpenVINO in the CPU's native precision (bfloat16 where the CPU has it; vectors move by < 1e-4
 cosine), OpenVINO in float32, ONNX Runtime in float32, and keeps the first whose vectors agree with
 torch's (min cosine >= 0.9999 on a sample), else torch, with a one-line note why. The name in use says
 the precision (`openvino-bf16`, `openvino-f32`, `onnx-f32`, `torch`): float32 ones give torch's vectors,
@@ -422,7 +422,7 @@ def load_encoder(model: str | Path | None, backend: str = "auto", device: str | 
     candidates = [backend] if backend != "auto" else [b for b in FAST_BACKENDS if backend_installed(b)]
     if not candidates:
         return st, "torch", ('torch: no fast CPU backend installed (pip install "pipe-embed[openvino]" '
-                             "encodes about 3x faster)")
+                             "encodes faster on CPU, same vectors)")
     fingerprint = model_fingerprint(model)
     if backend == "auto" and texts_to_encode is not None and texts_to_encode < AUTO_EXPORT_MIN_TEXTS:
         cached = [b for b in candidates
