@@ -282,7 +282,7 @@ from pipe_embed.pipeline.core.console import set_verbosity
 from pipe_embed.pipeline.core.store import Store
 set_verbosity(1)
 start = time.perf_counter()
-art = run_mine(Store({data!r}), MineConfig(method="faiss", index={index!r}), "compose@latest").artifact
+art = run_mine(Store({data!r}), MineConfig(method="faiss", params={{"faiss": {{"index": {index!r}}}}}), "compose@latest").artifact
 import sys as _s
 print(json.dumps({{"wall_s": time.perf_counter() - start, "stats": art.stats,
                   "model_loaded": "transformers.models.bert.modeling_bert" in _s.modules}}))

@@ -4,8 +4,8 @@ LexDPR takes "other articles of the same law" as negatives; here any column comp
 `group` dict of pairs and corpus rows: the crawler's section and page, or a corpus file's column),
 or a plain text field such as `source`, defines the groups. A text's group is its corpus row's, else
 that of the row whose positive it is; an anchor's is its row's, else its first positive's. Every text
-of the group is scored by the mine method (BM25, dense cosine, or both fused by rank for hybrid) and
-the best k form the anchor's candidate list, so exclusions, the rank window and the margin filters
+of the group is scored by the mining method's scorer (`Method.scorer`: BM25, dense cosine, both
+fused by rank for hybrid; the scorers below) and the best k form the anchor's candidate list, so exclusions, the rank window and the margin filters
 apply unchanged. Work is done group by group in blocks of bounded size, never anchors x corpus.
 """
 
@@ -187,16 +187,3 @@ def hybrid_scorer(bm25: Scorer, dense: Scorer, rrf_k: int = 60) -> Scorer:
 
     return score
 
-
-def scorer_for(method: str, *, query_vectors: np.ndarray | None = None, corpus_vectors: np.ndarray | None = None,
-               bm25: Any = None, query_tokens: Sequence[Sequence[str]] | None = None, rrf_k: int = 60) -> Scorer:
-    """The within-group scorer of a mine method (bm25, faiss or hybrid), from what retrieval built."""
-    if method == "bm25":
-        return bm25_scorer(bm25, query_tokens or [])
-    if method == "faiss":
-        assert query_vectors is not None and corpus_vectors is not None
-        return dense_scorer(query_vectors, corpus_vectors)
-    if method == "hybrid":
-        assert query_vectors is not None and corpus_vectors is not None
-        return hybrid_scorer(bm25_scorer(bm25, query_tokens or []), dense_scorer(query_vectors, corpus_vectors), rrf_k)
-    raise ValueError(f"unknown mine method {method!r}")

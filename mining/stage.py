@@ -1,11 +1,15 @@
-"""The mine stage: fill the train split's `hard_negatives` by BM25, dense FAISS or hybrid retrieval.
+"""The mine stage: fill the train split's `hard_negatives` with candidates of a mining method.
+
+The method (bm25, faiss, hybrid, or a registered one: `mining.methods`) retrieves ranked candidates;
+everything after that is the same for every method.
 
 Input is a compose artifact, or a previous mine artifact (re-mining: the candidates still come
 from its compose artifact; the previous negatives are known, for the overlap diagnostic and for
 `merge_previous`). Candidates are every positive of the compose `corpus.jsonl` plus an optional
 extra corpus file. The artifact holds `pairs.jsonl` (train split; dev/test stay in compose and are
 found through `store.upstream`), optional exports, `diagnostics/`, and the manifest. The version
-includes the model's weight hash for dense methods, so a retrained model is a new version.
+includes the model's weight hash for dense methods, so a retrained model is a new version, and only the
+settings sections the method reads.
 """
 
 from __future__ import annotations
@@ -14,22 +18,20 @@ import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
-from pipe_embed.mining.bm25 import TokenizerConfig, make_index, tokenize
-from pipe_embed.mining.candidates import Candidates
 from pipe_embed.mining.corpus import (
     CandidateCorpus,
-    as_index_array,
     build_corpus,
     build_exclusions,
     positive_indices,
     read_extra_corpus,
-    reduce_min,
     term_definitions,
 )
 from pipe_embed.mining.export import FORMATS
+from pipe_embed.mining.methods import METHODS
+from pipe_embed.mining.methods.base import Context, Method, Retrieved
 from pipe_embed.mining.selection import (
     KEEP,
     Selection,
@@ -41,7 +43,7 @@ from pipe_embed.mining.selection import (
     score_filter_masks,
     select_negatives,
 )
-from pipe_embed.pipeline.core.config import option
+from pipe_embed.pipeline.core.config import build_config, keep_sections, option
 from pipe_embed.pipeline.core.console import debug, info, warn
 from pipe_embed.pipeline.core.errors import ConfigError, PipeError
 from pipe_embed.pipeline.core.hashing import hash_file
@@ -54,21 +56,23 @@ from pipe_embed.pipeline.core.pairs import (
     read_pairs,
     write_jsonl,
 )
+from pipe_embed.pipeline.core.plugins import Registry
 from pipe_embed.pipeline.core.store import Artifact, RunOutcome, StageResult, Store
 
 STAGE = "mine"
 FORMAT_VERSION = 1
-DENSE_RELATIVE_MARGIN = 0.05
 DIAGNOSTICS_DIR = "diagnostics"
 EXPORT_DIR = "export"
 
 
 @dataclass
 class MineConfig:
-    """How hard negatives are mined and filtered."""
+    """How hard negatives are mined and filtered; each method's own settings are its section in `params`."""
 
-    method: Literal["bm25", "faiss", "hybrid"] = option("faiss", "Candidate retrieval: bm25, faiss (dense) or hybrid (RRF of both).")
-    model: str = option(DEFAULT_MODEL, "Embedding model for faiss/hybrid: id or local directory (iterate passes a trained model).")
+    SECTIONS: ClassVar[Registry[Method]] = METHODS
+
+    method: str = option("faiss", "Candidate retrieval: a mining method (bm25, faiss, hybrid; each has its panel below).")
+    model: str = option(DEFAULT_MODEL, "Embedding model of the dense methods (faiss, hybrid): id or local directory (iterate passes a trained model).")
     num_negatives: int = option(3, "Hard negatives per anchor (anchors left with fewer are kept and counted).", short="-n")
     range_min: int = option(0, "Skip this many best-ranked candidates (after removing positives and duplicates).")
     range_max: int = option(30, "Consider candidates ranked below this (after removing positives and duplicates).")
@@ -77,52 +81,42 @@ class MineConfig:
     max_score: float | None = option(None, "Drop candidates scoring above this.")
     min_score: float | None = option(None, "Drop candidates scoring below this.")
     margin: float | None = option(None, "Absolute margin: drop a candidate when its score + margin > the positive's.")
-    relative_margin: float | None = option(None, "Drop a candidate scoring above (1 - m) x the positive's score; unset = 0.05 for faiss/hybrid, off for bm25.")
-    max_positive_similarity: float | None = option(None, "faiss/hybrid: drop a candidate whose similarity to one of the anchor's positives is at least this (paraphrases of the definition).")
+    relative_margin: float | None = option(None, "Drop a candidate scoring above (1 - m) x the positive's score; unset = 0.05 for the cosine-scored methods (faiss, hybrid), off for bm25.")
+    max_positive_similarity: float | None = option(None, "Dense methods: drop a candidate whose similarity to one of the anchor's positives is at least this (paraphrases of the definition).")
     cross_encoder: str | None = option(None, "Cross-encoder that rescores surviving candidates and drops those it scores at least as high as the positive.")
     cross_encoder_margin: float = option(0.0, "Drop when cross-encoder score >= positive's score - this margin.")
-    index: Literal["flat", "ivf", "hnsw"] = option("flat", "FAISS index: exact inner product, or ivf/hnsw for large corpora.")
-    nprobe: int = option(32, "ivf: cells searched per query.")
-    ef_search: int = option(128, "hnsw: search breadth.")
-    bm25_backend: Literal["bm25s", "rank_bm25"] = option("bm25s", "BM25 engine: bm25s (fast), or rank_bm25 (the slow reference).")
-    bm25_method: Literal["lucene", "robertson", "atire", "bm25l", "bm25+"] = option("lucene", "bm25s scoring variant.")
-    k1: float = option(1.5, "BM25 k1.")
-    b: float = option(0.75, "BM25 b.")
-    lowercase: bool = option(True, "BM25: lowercase texts.")
-    stopwords: str | None = option("english", "BM25: stopword list (a language name, or none).")
-    stemmer: str | None = option("english", "BM25: PyStemmer language (or none).")
     corpus: str | None = option(None, "Extra candidate texts: a JSONL file of {text[, id]} or a text file with one per line.")
     formats: list[str] = option([], "Exports besides pairs.jsonl: flag, st-ntuple, st-triplet, lexdpr (queries + corpus JSONL with ids), hf (datasets save_to_disk).", flag="--format")
     batch_size: int = option(64, "Encoding batch size (not part of the version: it does not change the vectors).",
                              versioned=False)
     backend: Literal["auto", "torch", "openvino", "onnx"] = option(
-        "auto", "Encoding backend: auto = on CPU the first installed of OpenVINO in the CPU's native precision (bf16 on "
-        "AMX), OpenVINO f32, ONNX Runtime f32 whose vectors match torch's (min cosine >= 0.9999 on the first texts), "
-        "else torch; openvino/onnx need their extra. Not part of the version: float32 gives torch's vectors, bf16 moves "
-        "them by < 1e-4 cosine (cached apart; its negatives are compared with torch's by Jaccard in "
-        "benchmarks/bench_dense.py).",
+        "auto", "Encoding backend: auto = on CPU the first installed of OpenVINO in the CPU's native precision (bf16 "
+        "on AMX), OpenVINO f32, ONNX Runtime f32 whose vectors pass a cosine check against torch's, else torch; "
+        "openvino/onnx need their extra. Not part of the version: float32 gives torch's vectors, bf16 moves them "
+        "slightly (cached apart).",
         versioned=False)
     precision: Literal["auto", "f32"] = option(
         "auto", "Encoding precision of a fast backend: auto = the CPU's native one when it passes the cosine check "
-        "(bf16 on AMX: ~2.5x faster, about 5% of anchors get a different near-tie negative), f32 = torch's exact "
-        "vectors (and negatives). Not part of the version, like the backend.", versioned=False)
+        "(bf16 on AMX: faster, a few anchors may get a different near-tie negative), f32 = torch's exact vectors "
+        "(and negatives). Not part of the version, like the backend.", versioned=False)
     query_prompt: str | None = option(None, "Prompt prepended to anchors when encoding (e.g. 'query: ').")
     passage_prompt: str | None = option(None, "Prompt prepended to candidate texts when encoding (e.g. 'passage: ').")
-    rrf_k: int = option(60, "hybrid: reciprocal rank fusion constant.")
     search_batch_size: int = option(4096, "Queries per search chunk (bounds memory; not part of the version).",
                                     versioned=False)
     diagnostics_depth: int = option(100, "Retrieve at least this deep, to report the positive's rank within 100.")
     merge_previous: bool = option(False, "Re-mining: also keep the previous round's negatives that pass this round's filters.")
     same_group: str | None = option(None, "Draw negatives only from texts of the anchor's group: a column compose carried (section, page, a --group-cols column) or source; the method's scores rank them.")
-    # issue 12: where dense encoding and search run (the same candidates either way, so not versioned)
+    # where dense encoding and search run: the same candidates either way, so not versioned
     executor: Literal["local", "ray"] = option("local", "Run dense encoding and search in-process (local) or as Ray tasks over shards of anchors and corpus (ray; pip install 'pipe-embed[ray]').", versioned=False)
     address: str | None = option(None, "ray: the cluster to use: auto (a running one), ray://HOST:10001 (Ray Client); unset starts a local instance.", versioned=False)
     num_workers: int = option(0, "ray: parallel workers (tasks at once); 0 = one per CPU, or per GPU, of the cluster.", versioned=False)
     worker_gpu: Literal["auto", "on", "off"] = option("auto", "ray: give each worker a GPU (CUDA encoding, FAISS on GPU when installed): auto = when the cluster has GPUs.", versioned=False)
-    worker_fp16: bool = option(False, "ray: GPU workers encode in float16 (faster; vectors move by ~1e-3, so they get their own cache and version).")
+    worker_fp16: bool = option(False, "ray: GPU workers encode in float16 (faster; the vectors move slightly, so they get their own cache and version).")
+    params: dict[str, Any] = option({}, "Each method's own settings by method name: the tables [mine.bm25], [mine.faiss] …", cli=False)
 
     def validate(self) -> None:
         """Check ranges and names; raises ConfigError naming the field."""
+        method = self.retriever
         if self.num_negatives < 1:
             raise ConfigError("field 'num_negatives': must be at least 1")
         if self.range_min < 0:
@@ -139,40 +133,55 @@ class MineConfig:
                 raise ConfigError(f"field '{name}': must be >= 0")
         if self.relative_margin is not None and self.relative_margin >= 1:
             raise ConfigError("field 'relative_margin': must be below 1 (0.05 keeps negatives under 95% of the positive's score)")
-        if self.max_positive_similarity is not None and self.method == "bm25":
-            raise ConfigError("field 'max_positive_similarity': needs embeddings (method faiss or hybrid)")
+        if self.max_positive_similarity is not None and not method.dense:
+            dense = ", ".join(m.name for m in METHODS.entries() if m.dense)
+            raise ConfigError(f"field 'max_positive_similarity': needs embeddings (a dense method: {dense})")
         unknown = [f for f in self.formats if f not in FORMATS]
         if unknown:
             raise ConfigError(f"field 'formats': unknown format '{unknown[0]}'", hint=f"choose from {', '.join(FORMATS)}")
-        for name in ("batch_size", "search_batch_size", "nprobe", "ef_search", "rrf_k"):
+        for name in ("batch_size", "search_batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"field '{name}': must be at least 1")
         if self.diagnostics_depth < 0:
             raise ConfigError("field 'diagnostics_depth': must be >= 0")
+        for section in self.params.values():
+            check = getattr(section, "validate", None)
+            if callable(check):
+                check()
+
+    @property
+    def retriever(self) -> Method:
+        """The registered mining method this config names (a ConfigError for an unknown name)."""
+        return METHODS.get(self.method)
+
+    @property
+    def dense(self) -> bool:
+        """Whether the method needs the embedding model."""
+        return self.retriever.dense
+
+    def with_sections(self, methods: list[str] | tuple[str, ...]) -> MineConfig:
+        """The config holding exactly the settings these methods read (defaults where none were given)."""
+        kinds = METHODS.sections()
+        names = list(dict.fromkeys(s for m in methods for s in METHODS.get(m).sections))
+        filled = dict(self.params)
+        for name in (n for n in names if n in kinds):
+            value = filled.get(name)
+            if isinstance(value, dict):  # a plain table, as in a config file
+                value = build_config(kinds[name], value, section=f"{STAGE}.{name}")
+            filled[name] = value if value is not None else kinds[name]()
+        return keep_sections(dataclasses.replace(self, params=filled), names)
 
     def resolved(self) -> MineConfig:
-        """The config with method-dependent defaults filled in (what the manifest records)."""
-        relative = self.relative_margin
-        if relative is None and self.method != "bm25":
-            relative = DENSE_RELATIVE_MARGIN
-        return dataclasses.replace(self, relative_margin=relative)
+        """The config with method-dependent defaults filled in and only the sections the method reads
+        (what the manifest records and the version hashes)."""
+        relative = self.relative_margin if self.relative_margin is not None else self.retriever.relative_margin
+        return dataclasses.replace(self.with_sections([self.method]), relative_margin=relative)
 
     def selection(self) -> SelectionParams:
         """The selection subset of the config."""
         return SelectionParams(num_negatives=self.num_negatives, range_min=self.range_min, range_max=self.range_max,
                                sampling=self.sampling, seed=self.seed, max_score=self.max_score,
                                min_score=self.min_score, margin=self.margin, relative_margin=self.relative_margin)
-
-    def tokenizer(self) -> TokenizerConfig:
-        """The BM25 tokenisation subset of the config."""
-        def off(value: str | None) -> str | None:
-            return None if value is None or value.strip().lower() in ("", "none", "off", "false") else value
-
-        return TokenizerConfig(lowercase=self.lowercase, stopwords=off(self.stopwords), stemmer=off(self.stemmer))
-
-    @property
-    def dense(self) -> bool:
-        return self.method in ("faiss", "hybrid")
 
 
 # -- input -------------------------------------------------------------------------------------
@@ -227,19 +236,6 @@ def load_input(store: Store, source: str | Path | Artifact) -> MineInput:
 
 
 # -- retrieval ---------------------------------------------------------------------------------
-@dataclass
-class Retrieved:
-    """Ranked candidates with their scores, the positives' scores and (dense) the vectors."""
-
-    cands: Candidates
-    positive_scores: np.ndarray
-    query_vectors: np.ndarray | None = None
-    corpus_vectors: np.ndarray | None = None
-    bm25: Any = None
-    query_tokens: list[list[str]] | None = None
-    seconds: dict[str, float] = dataclasses.field(default_factory=dict)
-
-
 def make_encoder(config: MineConfig, cache_root: Path | None) -> Any:
     """The dense encoder for a config (cache in cache_root); fails early on a model it cannot load."""
     from pipe_embed.mining.dense import Encoder
@@ -251,59 +247,16 @@ def make_encoder(config: MineConfig, cache_root: Path | None) -> Any:
     return encoder
 
 
-def retrieve(config: MineConfig, anchors: list[str], corpus: CandidateCorpus, positives: list[list[int]],
-             k: int, encoder: Any = None) -> Retrieved:
+def retrieve(ctx: Context) -> Retrieved:
     """Candidates for every anchor by the configured method, and each anchor's positive score.
 
     The positive score is the lowest over the anchor's positives (the hardest one), the reference
-    of the margin filters. For hybrid the order is the fused one and scores are dense cosines.
+    of the margin filters, in the method's own scale (hybrid: the fused order, dense cosines).
     """
-    from pipe_embed.mining.hybrid import rrf_fuse
-
-    seconds: dict[str, float] = {}
-    n = len(anchors)
-    prow, pidx = as_index_array(positives)
-    bm25_cands = dense_cands = None
-    out = Retrieved(Candidates.empty(n, 1), np.zeros(n, np.float32), seconds=seconds)
-    if config.method in ("bm25", "hybrid"):
-        start = time.perf_counter()
-        tok = config.tokenizer()
-        out.query_tokens = tokenize(anchors, tok)
-        corpus_tokens = tokenize(corpus.texts, tok)
-        params = {"k1": config.k1, "b": config.b, "method": config.bm25_method}
-        out.bm25 = make_index(corpus_tokens, config.bm25_backend, **params)
-        bm25_cands = out.bm25.search(out.query_tokens, k, batch_size=min(config.search_batch_size, 2048))
-        seconds["bm25"] = time.perf_counter() - start
-    if config.dense:
-        from pipe_embed.mining.dense import IndexParams, dense_search, pair_scores
-
-        start = time.perf_counter()
-        if config.executor == "ray":  # issue 12: encoding and search as Ray tasks; the same vectors and candidates
-            from pipe_embed.mining.executors import ray_dense
-
-            out.query_vectors, out.corpus_vectors, dense_cands = ray_dense(config, encoder, anchors, corpus.texts,
-                                                                           k, seconds)
-        else:
-            out.query_vectors = encoder.encode(anchors, config.query_prompt, "encode anchors")
-            out.corpus_vectors = encoder.encode(corpus.texts, config.passage_prompt, "encode corpus")
-            seconds["encode"] = time.perf_counter() - start
-            start = time.perf_counter()
-            params = IndexParams(kind=config.index, nprobe=config.nprobe, ef_search=config.ef_search)
-            dense_cands = dense_search(out.query_vectors, out.corpus_vectors, k, params,
-                                       batch_size=config.search_batch_size)
-            seconds["search"] = time.perf_counter() - start
-        out.positive_scores = reduce_min(pair_scores(out.query_vectors, out.corpus_vectors, prow, pidx), prow, n)
-    if config.method == "bm25":
-        out.cands = bm25_cands  # type: ignore[assignment]
-        out.positive_scores = reduce_min(out.bm25.score_pairs(out.query_tokens, prow, pidx), prow, n)
-    elif config.method == "faiss":
-        out.cands = dense_cands  # type: ignore[assignment]
-    else:
-        from pipe_embed.mining.dense import candidate_scores
-
-        fused = rrf_fuse([bm25_cands, dense_cands], k, config.rrf_k)  # type: ignore[list-item]
-        out.cands = Candidates(fused.ids, candidate_scores(out.query_vectors, out.corpus_vectors, fused.ids))
-    return out
+    method = ctx.config.retriever
+    found = method.retrieve(ctx)
+    found.positive_scores = method.positive_scores(ctx, found)
+    return found
 
 
 def positive_similarity_drops(corpus_vectors: np.ndarray, cand_ids: np.ndarray, band: np.ndarray,
@@ -371,12 +324,7 @@ def _merge_previous(config: MineConfig, inp: MineInput, corpus: CandidateCorpus,
         ids[q, : len(x)] = x
     rows, cols = np.nonzero(ids >= 0)
     scores = np.full(ids.shape, -np.inf, dtype=np.float32)
-    if retrieved.corpus_vectors is not None:
-        from pipe_embed.mining.dense import pair_scores
-
-        scores[rows, cols] = pair_scores(retrieved.query_vectors, retrieved.corpus_vectors, rows, ids[rows, cols])
-    else:
-        scores[rows, cols] = retrieved.bm25.score_pairs(retrieved.query_tokens, rows, ids[rows, cols])
+    scores[rows, cols] = config.retriever.pair_scores(retrieved, rows, ids[rows, cols])  # this round's scale
     allowed = (exclusion_codes(ids, exclusions) == KEEP) & (ids >= 0)
     drops = score_filter_masks(scores, retrieved.positive_scores, config.selection())
     if config.max_positive_similarity is not None and retrieved.corpus_vectors is not None:
@@ -554,13 +502,12 @@ def mine(config: MineConfig, inp: MineInput, workdir: Path, cache_root: Path | N
     if config.dense and encoder is None:
         encoder = make_encoder(config, cache_root)
     debug(f"input read: peak RSS {_peak_mb():.0f} MB")
-    retrieved = retrieve(config, prep.anchors, prep.corpus, prep.positives, prep.depth, encoder)
+    ctx = Context(config, prep.anchors, prep.corpus, prep.positives, prep.depth, encoder)
+    retrieved = retrieve(ctx)
     if prep.groups is not None:  # --same-group: the candidates are the anchor's group, ranked by the method
-        from pipe_embed.mining.groups import same_group_candidates, scorer_for
+        from pipe_embed.mining.groups import same_group_candidates
 
-        scorer = scorer_for(config.method, query_vectors=retrieved.query_vectors, corpus_vectors=retrieved.corpus_vectors,
-                            bm25=retrieved.bm25, query_tokens=retrieved.query_tokens, rrf_k=config.rrf_k)
-        retrieved.cands = same_group_candidates(prep.groups, prep.depth, scorer)
+        retrieved.cands = same_group_candidates(prep.groups, prep.depth, config.retriever.scorer(ctx, retrieved))
     took = ", ".join(f"{name} {sec:.1f}s" for name, sec in retrieved.seconds.items())
     debug(f"retrieved top {prep.depth} per anchor ({took}): peak RSS {_peak_mb():.0f} MB")
     chosen = select(config, inp, prep, retrieved)
@@ -627,7 +574,9 @@ def warm_cache(store: Store, config: MineConfig, source: str | Path | Artifact, 
     config = config.resolved()
     config.validate()
     if not config.dense:
-        raise ConfigError("field 'method': sharded encoding applies to faiss/hybrid only (BM25 has nothing to cache)")
+        dense = ", ".join(m.name for m in METHODS.entries() if m.dense)
+        raise ConfigError(f"field 'method': sharded encoding applies to the dense methods ({dense}); "
+                          f"{config.method} has nothing to cache")
     if not 0 <= shard < num_shards:
         raise ConfigError(f"--shard {shard} is outside 0..{num_shards - 1}")
     inp = load_input(store, source)

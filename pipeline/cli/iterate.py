@@ -81,8 +81,9 @@ stage_command(
     [option_parameter("from_ref", str | None, None, "--from", metavar="REF", shown_default="compose@latest",
                       help="Compose artifact (or a mine made from one), or a pairs file (composed first)."),
      *config_parameters(IterateConfig),
-     *config_parameters(MineConfig, only=MINE_FLAGS, prefix="mine__", panel="Mining (each round)"),
-     *config_parameters(TrainConfig, only=TRAIN_FLAGS, prefix="train__", panel="Training (each round)")],
+     *config_parameters(MineConfig, only=MINE_FLAGS, prefix="mine__", panel="Mining (each round)", sections=False),
+     *config_parameters(TrainConfig, only=TRAIN_FLAGS, prefix="train__", panel="Training (each round)",
+                        sections=False)],
     iterate, configs={"iterate": IterateConfig})
 
 stage_command(

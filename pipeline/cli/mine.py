@@ -1,4 +1,4 @@
-"""`pipe mine`: hard negatives for the train split by BM25, dense FAISS or hybrid retrieval."""
+"""`pipe mine`: hard negatives for the train split by a mining method (bm25, faiss, hybrid …)."""
 
 from __future__ import annotations
 
@@ -30,7 +30,8 @@ def mine(shared: Shared, values: dict[str, Any]) -> None:
 
 
 stage_command(
-    "mine", "Mine hard negatives (bm25, faiss or hybrid) with positive-aware false-negative filters.",
+    "mine", "Mine hard negatives (bm25, faiss, hybrid …) with positive-aware false-negative filters; each "
+            "method's own settings are in its panel.",
     [option_parameter("from_ref", str | None, None, "--from", metavar="REF", shown_default="compose@latest",
                       help="A compose artifact, a mine artifact to re-mine, or a pairs file (composed first)."),
      *config_parameters(MineConfig),

@@ -24,6 +24,11 @@ SHARED_PANEL = "Common options"
 SECTION_SEP = "__"  # parameter name of an entry's setting: <entry>__<field> (a flag keeps its own name)
 
 
+def section_prefix(prefix: str, entry: str) -> str:
+    """Parameter-name prefix of an entry's settings: `cached-mnrl` -> `cached_mnrl__` (a Python identifier)."""
+    return f"{prefix}{entry.replace('-', '_')}{SECTION_SEP}"
+
+
 def flag_name(name: str) -> str:
     """`passage_max_length` -> `--passage-max-length`."""
     return "--" + name.replace("_", "-")
@@ -56,8 +61,9 @@ def help_text(doc: str, default: Any) -> str:
 
 
 def field_parameter(cls: type, field: dataclasses.Field, tp: Any, *, name: str | None = None,
-                    panel: str | None = None) -> inspect.Parameter:  # type: ignore[type-arg]
-    """One `--flag` for one config field: type, choices, help and the default shown from the dataclass."""
+                    panel: str | None = None, choices: Sequence[str] | None = None) -> inspect.Parameter:  # type: ignore[type-arg]
+    """One `--flag` for one config field: type, choices, help and the default shown from the dataclass
+    (`choices`: the names a registry knows, for the field that picks an entry)."""
     meta = field.metadata
     default = field.default if field.default is not dataclasses.MISSING else field.default_factory()  # type: ignore[misc]
     base, _ = _base_type(tp)
@@ -82,6 +88,8 @@ def field_parameter(cls: type, field: dataclasses.Field, tp: Any, *, name: str |
         kwargs["metavar"] = "PATH"
     else:
         annotation = str
+    if choices:
+        kwargs["metavar"] = "|".join(choices)
     return inspect.Parameter(name or field.name, inspect.Parameter.KEYWORD_ONLY, default=None,
                              annotation=Annotated[annotation | None, typer.Option(*decls, **kwargs)])
 
@@ -95,14 +103,16 @@ def config_parameters(cls: type, *, only: Iterable[str] | None = None, skip: Ite
     (`--method faiss`) holding that entry's settings; `sections` limits which entries (True: all)."""
     hints = get_type_hints(cls)
     wanted = set(only) if only is not None else None
+    registry = getattr(cls, "SECTIONS", None)
     params = []
     for field in dataclasses.fields(cls):
         if field.name in skip or not field.metadata.get("cli", True):
             continue
         if wanted is not None and field.name not in wanted:
             continue
-        params.append(field_parameter(cls, field, hints[field.name], name=prefix + field.name, panel=panel))
-    registry = getattr(cls, "SECTIONS", None)
+        choices = registry.names() if registry is not None and field.name == registry.field else None
+        params.append(field_parameter(cls, field, hints[field.name], name=prefix + field.name, panel=panel,
+                                      choices=choices))
     if registry is not None and sections:
         chosen = None if sections is True else set(sections)  # type: ignore[arg-type]
         for entry in registry.entries():
@@ -111,7 +121,7 @@ def config_parameters(cls: type, *, only: Iterable[str] | None = None, skip: Ite
             title = f"--{registry.field.replace('_', '-')} {entry.name}: {entry.help}"
             if panel:
                 title = f"{panel}, {title}"
-            params += config_parameters(entry.params, prefix=f"{prefix}{entry.name}{SECTION_SEP}", panel=title,
+            params += config_parameters(entry.params, prefix=section_prefix(prefix, entry.name), panel=title,
                                         skip=skip)
     return params
 
@@ -127,7 +137,7 @@ def overrides(cls: type, values: dict[str, Any], prefix: str = "") -> dict[str, 
         for entry in registry.entries():
             if entry.params is None:
                 continue
-            given = overrides(entry.params, values, f"{prefix}{entry.name}{SECTION_SEP}")
+            given = overrides(entry.params, values, section_prefix(prefix, entry.name))
             if given:
                 found[entry.name] = given
     return found

@@ -2,8 +2,7 @@
 
 Round 1 mines with the base model by default; `--first in-batch` trains it on in-batch negatives only,
 so the first negatives are mined by a model that already knows the domain and mined rounds have to
-beat it on dev (in bench_quality that tied the plain recipes on slang and wordnet-300 and lost 0.017
-on chess, where a small dev split could not see that mined negatives help). Every round's mine,
+beat it on dev (docs/benchmarks.md says how each choice measured). Every round's mine,
 train and eval are ordinary artifacts, so a killed run continues where it stopped (finished stages
 are cache hits). A round must beat the best dev score by more than the dev split's noise
 (`min_delta`; unset = one dev query's worth) to replace it and go on; a trained model below the base
@@ -14,6 +13,7 @@ train + dev (`--no-refit` keeps the round's own model).
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +29,7 @@ STAGE = "iterate"
 FORMAT_VERSION = 1
 ROUNDS_FILE = "rounds.json"
 IN_BATCH = "in-batch"  # round 1 without mining: the round's `mine` is the compose artifact itself
+LATER_ROUNDS = "faiss"  # the mining method of rounds 2+: dense, with the last round's model
 
 
 @dataclass
@@ -36,9 +37,9 @@ class IterateConfig:
     """How rounds are chained and when they stop."""
 
     rounds: int = option(3, "Maximum number of mine → train → eval rounds.")
-    first: Literal["in-batch", "faiss", "bm25", "hybrid"] = option(
-        "faiss", "Round 1: mine with the base model (faiss, bm25, hybrid), or train on in-batch negatives only "
-                 "(in-batch); later rounds mine densely with the last round's model.")
+    first: str = option(
+        "faiss", "Round 1: mine with the base model by a mining method (faiss, bm25, hybrid …), or train on in-batch "
+                 "negatives only (in-batch); later rounds mine densely (faiss) with the last round's model.")
     model: str = option(DEFAULT_MODEL, "Base model: path or id; the bundled all-MiniLM-L6-v2 by default.")
     continue_training: bool = option(False, "Start round r from round r-1's weights instead of the base model.",
                                      flag="--continue/--from-base")
@@ -53,8 +54,17 @@ class IterateConfig:
                                "(its negatives, the same budget) and hand back that model; --no-refit keeps the round's.")
 
     def validate(self) -> None:
+        """Check ranges and the first round's miner; raises ConfigError naming the field."""
+        from pipe_embed.mining.methods import METHODS
+
         if self.rounds < 1:
             raise ConfigError("field 'rounds': must be at least 1")
+        if self.first != IN_BATCH and self.first not in METHODS:
+            known = [IN_BATCH, *METHODS.names()]
+            close = difflib.get_close_matches(str(self.first), known, n=1)
+            choose = f"choose {', '.join(known)}"
+            raise ConfigError(f"field 'first': {self.first!r} is neither {IN_BATCH} nor a mining method",
+                              hint=f"did you mean '{close[0]}'? {choose}" if close else choose)
         if self.min_delta is not None and self.min_delta < 0:
             raise ConfigError("field 'min_delta': must be >= 0")
 
@@ -135,8 +145,8 @@ def iterate_rounds(store: Store, compose: Artifact, config: IterateConfig, mine_
     previous_mine: Artifact | None = None
     previous_model = base_model
     for number in range(1, config.rounds + 1):
-        with _round_run(store, train_config, number) as tracked:  # issue 11 part B: a tracker run per round
-            miner = config.first if number == 1 else "faiss"
+        with _round_run(store, train_config, number) as tracked:  # a tracker run per round
+            miner = config.first if number == 1 else LATER_ROUNDS
             if miner == IN_BATCH:
                 info(f"[bold]round {number}[/bold]: in-batch negatives only (no mining)")
                 mine = compose  # trains on the composed pairs: every other positive in a batch is a negative
@@ -265,12 +275,20 @@ def pick_result(rounds: list[RoundResult], base: dict[str, Any], config: Iterate
     return Result(round=best.round, model_path=best.model_path, train=best.train, dev=best.dev, test=best.test)
 
 
+def mined_with(mine_config: Any, config: IterateConfig) -> Any:
+    """The mine config with only the settings of the methods the rounds mine with (the others never
+    change what iterate does, so they stay out of its version)."""
+    methods = [m for m in (config.first, LATER_ROUNDS) if m != IN_BATCH]
+    with_sections = getattr(mine_config, "with_sections", None)
+    return with_sections(methods) if callable(with_sections) else mine_config
+
+
 def run_iterate(store: Store, config: IterateConfig, mine_config: Any, train_config: Any,
                 eval_config: Any, from_ref: str = "compose@latest", force: bool = False) -> RunOutcome:
     """Run the rounds as one iterate artifact; an identical call again is a cache hit."""
     compose = _compose_of(store, from_ref)
-    fingerprint_extra = {"base_model": model_fingerprint(config.model), "mine": versioned_dict(mine_config),
-                         "train": versioned_dict(train_config), "eval": versioned_dict(eval_config)}
+    fingerprint_extra = {"base_model": model_fingerprint(config.model), "mine": versioned_dict(mined_with(mine_config, config)),
+                         "train": versioned_dict(train_config.resolved()), "eval": versioned_dict(eval_config)}
 
     def build(work: Path) -> StageResult:
         from pipe_embed.training.tracking import group_run

@@ -83,9 +83,10 @@ def test_mine_errors_are_one_line_with_exit_2(data: str, tmp_path: Path):
 
 def test_mine_reads_its_section_of_a_config_file(data: str, tmp_path: Path):
     cfg = tmp_path / "pipe.toml"
-    cfg.write_text('[mine]\nmethod = "bm25"\nnum_negatives = 1\nstemmer = "none"\n')
+    cfg.write_text('[mine]\nmethod = "bm25"\nnum_negatives = 1\n[mine.bm25]\nstemmer = "none"\n')
     result = runner.invoke(app, ["mine", "--data-dir", data, "--config", str(cfg), "--num-negatives", "2"])
     assert result.exit_code == 0, result.output
     config = manifest(data, result.stdout.strip().splitlines()[-1])["config"]
-    assert config["method"] == "bm25" and config["num_negatives"] == 2 and config["stemmer"] == "none"
+    assert config["method"] == "bm25" and config["num_negatives"] == 2
+    assert config["params"] == {"bm25": {**config["params"]["bm25"], "stemmer": "none"}}  # bm25's section only
     assert json.dumps(config)  # plain JSON in the manifest

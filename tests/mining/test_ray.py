@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from pipe_embed.mining import executors
 from pipe_embed.mining.dense import IndexParams, dense_search
+from pipe_embed.mining.methods.faiss import FaissParams, executor_view
 from pipe_embed.mining.stage import MineConfig, run_mine
 from pipe_embed.pipeline.core.errors import ConfigError, PipeError
 from pipe_embed.pipeline.core.pairs import read_pairs
@@ -51,6 +52,7 @@ def config(model: Path, **kw) -> MineConfig:
                       relative_margin=0.0, search_batch_size=4, **kw)
 
 
+@pytest.mark.slow
 def test_ray_gives_the_in_process_negatives_and_survives_killed_workers(local_ray, tiny_model_path, tmp_path,
                                                                           monkeypatch):
     local = Store(tmp_path / "local")
@@ -91,7 +93,7 @@ def test_sharded_search_equals_faiss_in_process_bit_for_bit(local_ray, kind):
     corpus /= np.linalg.norm(corpus, axis=1, keepdims=True)
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)
     corpus[17] = corpus[4000]  # a tie across corpus shards: the lower id must win, as in-process
-    cfg = MineConfig(index=kind, nprobe=8, search_batch_size=128)
+    cfg = executor_view(MineConfig(search_batch_size=128, params={"faiss": FaissParams(index=kind, nprobe=8)}))
     plan = executors.Plan(workers=2, cpus=1, gpu=False, where="test")
     got = executors.search_on_ray(local_ray, plan, cfg, queries, corpus, 40)
     want = dense_search(queries, corpus, 40, IndexParams(kind=kind, nprobe=8), batch_size=128)

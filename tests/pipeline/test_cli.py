@@ -129,11 +129,15 @@ def test_every_config_field_is_a_flag_with_its_doc_and_default():
 
     from pipe_embed.mining.stage import MineConfig
     from pipe_embed.pipeline.cli.options import flag_name
+    from pipe_embed.pipeline.core.config import section_types
     from pipe_embed.training.config import TrainConfig
 
     for command, cls in (("mine", MineConfig), ("train", TrainConfig)):
         text = invoke(command, "--help", env={"COLUMNS": "400"}).stdout
-        for field in dataclasses.fields(cls):
+        fields = [*dataclasses.fields(cls), *(f for kind in section_types(cls).values() for f in dataclasses.fields(kind))]
+        for field in fields:
+            if not field.metadata.get("cli", True):
+                continue  # config files only (a plug-in config's `params`: its sections' fields are flags)
             decl = field.metadata.get("flag") or flag_name(field.name)
             assert decl.split("/")[0] in text, f"{command}: no flag for {field.name}"
     text = invoke("mine", "--help", env={"COLUMNS": "400"}).stdout
