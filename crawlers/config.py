@@ -6,13 +6,51 @@ files are, not what the artifact holds: they stay out of its version and go into
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, fields
 
-from pipe_embed.crawlers.http import DEADLINE_FACTOR, DEFAULT_USER_AGENT, HttpSettings
+from pipe_embed.crawlers.http import DEADLINE_FACTOR, DEFAULT_USER_AGENT, HttpSettings, strip_userinfo
 from pipe_embed.crawlers.registry import get_source, source_names
 from pipe_embed.pipeline.core.config import is_versioned, option
 from pipe_embed.pipeline.core.errors import ConfigError
+
+# The float settings: (lowest, highest, unit). The lowest of timeout is exclusive (0 would never wait).
+FLOAT_RANGES: dict[str, tuple[float, float, str]] = {
+    "rate_limit": (0.0, 1000.0, "requests per second"),
+    "timeout": (0.0, 3600.0, "seconds"),
+    "deadline": (0.0, 86400.0, "seconds"),
+    "backoff": (0.0, 3600.0, "seconds"),
+    "max_wait": (0.0, 3600.0, "seconds"),
+}
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def check_range(name: str, value: float, low: float, high: float, unit: str) -> None:
+    """Refuse a float setting that is not finite or lies outside [low, high] (timeout: above 0)."""
+    ok = isinstance(value, (int, float)) and math.isfinite(value) and low <= value <= high
+    if name == "timeout" and ok:
+        ok = value > 0
+    if not ok:
+        span = f"more than {low:g} and at most {high:g}" if name == "timeout" else f"{low:g} to {high:g}"
+        raise ConfigError(f"field '{name}': {value!r} is out of range ({span} {unit})",
+                          hint=f"give a finite number of {unit} in that range")
+
+
+def check_user_agent(value: str) -> None:
+    """Refuse a User-Agent HTTP cannot send: empty, or holding a line break or another control character."""
+    if not value.strip():
+        raise ConfigError("field 'user_agent': is empty", hint="give a descriptive User-Agent, or leave the default")
+    bad = _CONTROL.search(value)
+    if bad:
+        raise ConfigError(f"field 'user_agent': holds a control character ({bad.group(0)!r} at position "
+                          f"{bad.start() + 1}); an HTTP header is one line of text",
+                          hint="remove line breaks (CR/LF) and tabs from --user-agent")
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError as exc:
+        raise ConfigError(f"field 'user_agent': {value[exc.start]!r} at position {exc.start + 1} cannot be "
+                          "sent in an HTTP header", hint="use ASCII (or Latin-1) characters in --user-agent") from None
 
 
 @dataclass
@@ -56,16 +94,18 @@ class CrawlConfig:
                               hint=f"known sources: {', '.join(source_names())}")
         for name in self.sources:
             get_source(name)
-        checks = [("limit_per_source", self.limit_per_source >= 0), ("rate_limit", self.rate_limit >= 0),
-                  ("timeout", self.timeout > 0), ("deadline", self.deadline >= 0), ("retries", self.retries >= 0),
-                  ("backoff", self.backoff >= 0), ("max_wait", self.max_wait >= 0), ("max_bytes", self.max_bytes > 0)]
+        checks = [("limit_per_source", self.limit_per_source >= 0), ("retries", self.retries >= 0),
+                  ("max_bytes", self.max_bytes > 0)]
         for name, ok in checks:
             if not ok:
                 raise ConfigError(f"field '{name}': {getattr(self, name)!r} is out of range")
+        for name, (low, high, unit) in FLOAT_RANGES.items():
+            check_range(name, getattr(self, name), low, high, unit)
+        check_user_agent(self.user_agent)
         if not re.fullmatch(r"[a-z][a-z0-9-]{0,19}", self.lang):
             raise ConfigError(f"field 'lang': {self.lang!r} is not a Wikipedia language code", hint="e.g. en, de, simple")
         if self.base_url and not re.match(r"https?://[^/\s]+", self.base_url):
-            raise ConfigError(f"field 'base_url': {self.base_url!r} is not an http(s) address",
+            raise ConfigError(f"field 'base_url': {strip_userinfo(self.base_url)!r} is not an http(s) address",
                               hint="e.g. http://127.0.0.1:8000")
 
     def http_settings(self) -> HttpSettings:

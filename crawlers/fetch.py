@@ -16,7 +16,7 @@ from typing import Any
 from pipe_embed.crawlers.base import PageRef, ParsedPage, Source
 from pipe_embed.crawlers.config import CrawlConfig
 from pipe_embed.crawlers.htmltext import looks_like_html
-from pipe_embed.crawlers.http import NETWORK_KINDS, FetchError, PoliteClient, netloc
+from pipe_embed.crawlers.http import NETWORK_KINDS, FetchError, PoliteClient, netloc, strip_userinfo
 from pipe_embed.pipeline.core.console import debug, progress_bar, warn
 from pipe_embed.pipeline.core.errors import PipeError
 
@@ -61,7 +61,8 @@ class Fetched:
         return bool(self.error) and self.kind in NETWORK_KINDS and not self.ref.local
 
     def provenance(self) -> dict[str, Any]:
-        record: dict[str, Any] = {"source": self.ref.source, "page": self.ref.page, "url": self.ref.location,
+        record: dict[str, Any] = {"source": self.ref.source, "page": self.ref.page,
+                                  "url": strip_userinfo(self.ref.location),
                                   "status": self.status, "bytes": self.size,
                                   "sha256": self.sha256, "from_cache": self.from_cache}
         if self.content_type:

@@ -30,6 +30,7 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 import urllib3.exceptions
+
 from pipe_embed.pipeline import __version__
 
 DEFAULT_USER_AGENT = (f"pipe-embed/{__version__} (glossary crawler for embedding fine-tuning; "
@@ -38,6 +39,8 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504, 520, 521, 522, 523, 524})
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 # Failures that say the host (or the way to it) is down rather than anything about one page.
 NETWORK_KINDS = frozenset({"dns", "connection", "timeout", "incomplete", "deadline"})
+# Failures of the request itself (it could not be sent as given): never blamed on robots.txt.
+CLIENT_KINDS = frozenset({"request", "bad-url"})
 DEADLINE_FACTOR = 4  # the default deadline of one request, in timeouts
 READ_CHUNK = 65536
 
@@ -68,6 +71,7 @@ class FetchError(Exception):
 
     def __init__(self, url: str, reason: str, *, kind: str, status: int | None = None,
                  attempts: int = 0) -> None:
+        url, reason = strip_userinfo(url), redact_urls(reason)  # what is shown or recorded holds no password
         super().__init__(f"{url}: {reason}")
         self.url = url
         self.reason = reason
@@ -141,7 +145,7 @@ class ResponseCache:
         self.root = Path(root)
 
     def _paths(self, url: str) -> tuple[Path, Path]:
-        key = hashlib.sha256(url.encode("utf-8")).hexdigest()
+        key = hashlib.sha256(strip_userinfo(url).encode("utf-8")).hexdigest()
         folder = self.root / key[:2]
         return folder / f"{key}.json", folder / f"{key}.body"
 
@@ -153,7 +157,7 @@ class ResponseCache:
             body = body_path.read_bytes()
         except (OSError, ValueError):
             return None
-        if meta.get("url") != url or hashlib.sha256(body).hexdigest() != meta.get("sha256"):
+        if meta.get("url") != strip_userinfo(url) or hashlib.sha256(body).hexdigest() != meta.get("sha256"):
             return None
         return meta, body
 
@@ -162,7 +166,7 @@ class ResponseCache:
         meta_path, body_path = self._paths(url)
         meta_path.parent.mkdir(parents=True, exist_ok=True)
         meta = {
-            "url": url,
+            "url": strip_userinfo(url),
             "etag": headers.get("ETag"),
             "last_modified": headers.get("Last-Modified"),
             "content_type": headers.get("Content-Type", ""),
@@ -195,9 +199,23 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, when.timestamp() - current)
 
 
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@")
+_USERINFO_ANYWHERE = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]*://)(?:[^/?#\s@]*@)+")
+
+
+def strip_userinfo(url: str) -> str:
+    """A URL without its `user:password@` part: credentials are sent, never written to a file or cache."""
+    return _USERINFO.sub(r"\1", url)
+
+
+def redact_urls(text: str) -> str:
+    """Text with the `user:password@` part of every URL in it removed."""
+    return _USERINFO_ANYWHERE.sub(r"\1", text)
+
+
 def netloc(url: str) -> str:
-    """host[:port] of a URL, lower-cased."""
-    return urlsplit(url).netloc.lower()
+    """host[:port] of a URL, lower-cased, without any `user:password@`."""
+    return urlsplit(url).netloc.rpartition("@")[2].lower()
 
 
 def _declared_length(response: requests.Response) -> int | None:
@@ -249,8 +267,8 @@ class PoliteClient:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https"):
             raise FetchError(url, f"unsupported scheme '{parts.scheme}'", kind="bad-url")
-        if self.allowed_hosts and parts.netloc.lower() not in self.allowed_hosts:
-            raise FetchError(url, f"host {parts.netloc} is not one of the configured sources' hosts",
+        if self.allowed_hosts and netloc(url) not in self.allowed_hosts:
+            raise FetchError(strip_userinfo(url), f"host {netloc(url)} is not one of the configured sources' hosts",
                              kind="host-not-allowed")
 
     def _read_body(self, url: str, response: requests.Response, deadline_at: float) -> bytes:
@@ -390,10 +408,10 @@ class PoliteClient:
     # -- robots.txt -----------------------------------------------------------------------------
     def _robots_for(self, url: str) -> urllib.robotparser.RobotFileParser | FetchError:
         parts = urlsplit(url)
-        key = f"{parts.scheme}://{parts.netloc.lower()}"
+        key = f"{parts.scheme}://{netloc(url)}"
         if key in self._robots:
             return self._robots[key]
-        robots_url = f"{key}/robots.txt"
+        robots_url = f"{parts.scheme}://{parts.netloc}/robots.txt"  # with any credentials, to fetch it
         parser = urllib.robotparser.RobotFileParser(robots_url)
         result: urllib.robotparser.RobotFileParser | FetchError = parser
         try:
@@ -405,8 +423,8 @@ class PoliteClient:
             else:
                 parser.disallow_all = True
         except FetchError as exc:
-            if exc.kind in NETWORK_KINDS:
-                result = exc  # the host is unreachable: report that rather than robots
+            if exc.kind in NETWORK_KINDS or exc.kind in CLIENT_KINDS:
+                result = exc  # the host is unreachable, or the request itself is bad: say so, not robots
             elif exc.kind in ("host-not-allowed", "redirects"):
                 parser.allow_all = True  # RFC 9309: robots.txt redirected away counts as unavailable
             else:  # RFC 9309: a server error on robots.txt means fully disallowed

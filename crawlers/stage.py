@@ -31,14 +31,14 @@ from pipe_embed.crawlers.fetch import (
     no_page_error,
     summary_line,
 )
-from pipe_embed.crawlers.http import PoliteClient, netloc
+from pipe_embed.crawlers.http import PoliteClient, netloc, strip_userinfo
 from pipe_embed.crawlers.registry import get_source
 from pipe_embed.crawlers.url import resolve_spec
 from pipe_embed.pipeline.core.config import as_dict
 from pipe_embed.pipeline.core.console import debug, info, progress_bar, warn
 from pipe_embed.pipeline.core.errors import PipeError
 from pipe_embed.pipeline.core.pairs import write_jsonl
-from pipe_embed.pipeline.core.store import RunOutcome, StageResult, Store
+from pipe_embed.pipeline.core.store import RunOutcome, StageResult, Store, check_directory
 
 __all__ = ["COLUMNS", "GLOSSARY_FILE", "PAGES_FILE", "CrawlConfig", "make_client", "plan_pages", "run_crawl"]
 
@@ -52,11 +52,16 @@ ALIAS_SEPARATOR = " | "
 
 
 def fingerprint_config(config: CrawlConfig) -> dict[str, Any]:
-    """The part of the config that decides the artifact's content (paths replaced by content)."""
+    """The part of the config that decides the artifact's content (paths replaced by content), with
+    the credentials of every address removed: it goes into the manifest."""
     data = {k: v for k, v in as_dict(config).items() if k not in OPERATIONAL}
+    data["base_url"] = strip_userinfo(config.base_url)
+    data["urls"] = [strip_userinfo(u) for u in config.urls]
     if {"url", "html"} & set(config.sources):
-        spec = resolve_spec(config)
-        data["selector_spec"] = spec.as_dict()
+        spec = resolve_spec(config).as_dict()
+        if isinstance(spec.get("urls"), list):
+            spec["urls"] = [strip_userinfo(u) for u in spec["urls"]]
+        data["selector_spec"] = spec
     return data
 
 
@@ -66,6 +71,8 @@ def operational_settings(config: CrawlConfig) -> dict[str, Any]:
 
 
 def _row_url(base: str, anchor: str) -> str:
+    """The address a row cites: its page's (no credentials) with the term's #anchor."""
+    base = strip_userinfo(base)
     if not base:
         return ""
     return f"{base.split('#')[0]}#{anchor}" if anchor else base
@@ -176,6 +183,9 @@ def make_client(store: Store, config: CrawlConfig, planned: list[tuple[Source, P
     if not hosts:
         return None
     cache_dir = Path(config.cache_dir) if config.cache_dir else store.root / ".cache" / "http"
+    check_directory(cache_dir, "the HTTP cache dir" if config.cache_dir else "the store's .cache dir",
+                    "pass --cache-dir DIR (a directory; it is created when missing)" if config.cache_dir
+                    else "move the file away, or pass --cache-dir DIR")
     return PoliteClient(config.http_settings(), allowed_hosts=hosts, cache_dir=cache_dir)
 
 
@@ -200,7 +210,8 @@ def run_crawl(store: Store, config: CrawlConfig, *, force: bool = False,
     if len(failed) == len(fetched):
         raise no_page_error(failed)
     extra = {
-        "pages": [[f.ref.source, f.ref.page, f.ref.url, f.sha256 if f.ok else f"failed:{f.kind}"] for f in fetched],
+        "pages": [[f.ref.source, f.ref.page, strip_userinfo(f.ref.url), f.sha256 if f.ok else f"failed:{f.kind}"]
+                  for f in fetched],
         "parsers": {f.source.name: f.source.parser_version for f in fetched},
     }
     writer = _Writer(config, report)

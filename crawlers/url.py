@@ -17,12 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from bs4 import Tag
+from soupsieve import SelectorSyntaxError
+
 from pipe_embed.crawlers.base import Entry, PageRef, ParsedPage, SourceOptions
 from pipe_embed.crawlers.htmltext import clean_text, normalize_space, soup_of
+from pipe_embed.crawlers.http import strip_userinfo
 from pipe_embed.crawlers.mediawiki import PARSER_VERSION as GLOSSARY_PARSER_VERSION
 from pipe_embed.crawlers.mediawiki import page_license, page_revision, parse_glossary
 from pipe_embed.pipeline.core.errors import ConfigError, InputError, PipeError
-from soupsieve import SelectorSyntaxError
 
 PARSER_VERSION = 1 + GLOSSARY_PARSER_VERSION
 HTML_SUFFIXES = (".html", ".htm", ".xhtml", ".html.gz", ".htm.gz")
@@ -217,8 +219,8 @@ class UrlSource:
                             hint="save the pages and use --sources html --input FILE instead")
         for url in urls:
             if not url.startswith(("http://", "https://")):
-                raise ConfigError(f"field 'urls': '{url}' is not an http(s) address")
-        return [PageRef(self.name, url, url, url) for url in urls]
+                raise ConfigError(f"field 'urls': '{strip_userinfo(url)}' is not an http(s) address")
+        return [PageRef(self.name, strip_userinfo(url), url, strip_userinfo(url)) for url in urls]
 
     def parse(self, ref: PageRef, content: bytes, config: SourceOptions) -> ParsedPage:
         return _parse(content, resolve_spec(config), config)

@@ -13,6 +13,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from pipe_embed.crawlers.base import PageRef, ParsedPage, SourceOptions
+from pipe_embed.crawlers.http import strip_userinfo
 from pipe_embed.crawlers.mediawiki import PARSER_VERSION, parse_glossary
 from pipe_embed.pipeline.core.errors import PipeError
 
@@ -104,7 +105,7 @@ class WikipediaGlossary:
                 refs.append(PageRef(NAME, title, str(sample), url, local=True))
             else:
                 location = f"{self.base_url(config)}/wiki/{title_path(title)}"
-                refs.append(PageRef(NAME, title, location, url if not config.base_url else location))
+                refs.append(PageRef(NAME, title, location, url if not config.base_url else strip_userinfo(location)))
         return refs
 
     def parse(self, ref: PageRef, content: bytes, config: SourceOptions) -> ParsedPage:

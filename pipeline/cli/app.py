@@ -17,7 +17,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from typer.core import TyperCommand, TyperGroup
@@ -25,7 +25,7 @@ from typer.core import TyperCommand, TyperGroup
 from pipe_embed.pipeline.cli.options import SHARED_PANEL, option_parameter, with_signature
 from pipe_embed.pipeline.core.config import register_config
 from pipe_embed.pipeline.core.console import error, info, set_verbosity
-from pipe_embed.pipeline.core.errors import PipeError
+from pipe_embed.pipeline.core.errors import PipeError, from_os_error
 from pipe_embed.pipeline.core.store import RunOutcome, Store
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -106,16 +106,25 @@ class Shared:
 
 SHARED_NAMES = ("data_dir", "config", "force", "verbose", "quiet")
 
-# For the hand-written store commands (ls, show, gc), which take only the store root.
-DataDir = Annotated[Path, typer.Option("--data-dir", envvar="PIPE_DATA_DIR", metavar="DIR",
-                                       help="Artifact store root.", show_default=True)]
+# For the hand-written store commands (ls, show, gc), which take only the store root. A str, not a
+# Path: Path("") reads as ".", and an empty --data-dir must be refused, not taken as the current dir.
+DataDir = Annotated[str, typer.Option("--data-dir", envvar="PIPE_DATA_DIR", metavar="DIR",
+                                      help="Artifact store root.", show_default=True)]
+EMPTY_DATA_DIR_HINT = "pass --data-dir DIR (use --data-dir . for the current directory)"
+
+
+def data_dir_path(value: str | Path) -> Path:
+    """The --data-dir value as a path; an empty one is refused rather than read as the current dir."""
+    if isinstance(value, str) and not value.strip():
+        raise PipeError("--data-dir is empty", hint=EMPTY_DATA_DIR_HINT)
+    return Path(value)
 
 
 def shared_parameters() -> list:
     """`--data-dir`, `--config`, `--force`, `-v`, `-q` as parameters (None = not given here)."""
     panel = SHARED_PANEL
     return [
-        option_parameter("data_dir", Path | None, None, "--data-dir", envvar="PIPE_DATA_DIR", metavar="DIR",
+        option_parameter("data_dir", str | None, None, "--data-dir", envvar="PIPE_DATA_DIR", metavar="DIR",
                          help="Artifact store root. [dim]\\[default: ./data][/dim]", rich_help_panel=panel),
         option_parameter("config", Path | None, None, "--config", metavar="FILE",
                          help="Config file (TOML, YAML or JSON; one table per stage).", rich_help_panel=panel),
@@ -130,8 +139,11 @@ def read_shared(values: dict[str, Any]) -> Shared:
     """Pop the shared options from a command's values; fall back to those given before the command."""
     root = _ROOT[-1] if _ROOT else None
     got = {name: values.pop(name, None) for name in SHARED_NAMES}
-    data_dir = got["data_dir"] or (root.data_dir if root else None) or default_data_dir()
-    shared = Shared(data_dir=Path(data_dir), config=got["config"] or (root.config if root else None),
+    if got["data_dir"] is not None:
+        data_dir = data_dir_path(got["data_dir"])
+    else:
+        data_dir = root.data_dir if root else default_data_dir()
+    shared = Shared(data_dir=data_dir, config=got["config"] or (root.config if root else None),
                     force=bool(got["force"] or (root and root.force)),
                     verbose=bool(got["verbose"] or (root and root.verbose)),
                     quiet=bool(got["quiet"] or (root and root.quiet)))
@@ -140,7 +152,8 @@ def read_shared(values: dict[str, Any]) -> Shared:
 
 
 def default_data_dir() -> Path:
-    return Path(os.environ.get("PIPE_DATA_DIR", "data"))
+    """$PIPE_DATA_DIR, or ./data when it is unset or empty."""
+    return Path(os.environ.get("PIPE_DATA_DIR") or "data")
 
 
 def open_store(shared: Shared) -> Store:
@@ -148,10 +161,10 @@ def open_store(shared: Shared) -> Store:
     return Store(shared.data_dir)
 
 
-def setup(data_dir: Path, verbose: bool = False, quiet: bool = False) -> Store:
+def setup(data_dir: str | Path, verbose: bool = False, quiet: bool = False) -> Store:
     """Apply verbosity and open the store (for the store commands, which take only --data-dir)."""
     set_verbosity(-1 if quiet else (1 if verbose else 0))
-    return Store(data_dir)
+    return Store(data_dir_path(data_dir))
 
 
 def report(outcome: RunOutcome) -> None:
@@ -191,14 +204,25 @@ def handle_errors(fn: F) -> F:
             raise typer.Exit(130) from None
         except (typer.Exit, typer.Abort, _ClickException, SystemExit):
             raise
+        except OSError as exc:
+            problem = from_os_error(exc)  # read-only or full disk, a file where a directory belongs
+            if problem is not None:
+                error(problem.line())
+                raise typer.Exit(problem.exit_code) from None
+            _crashed(exc)
         except Exception as exc:  # noqa: BLE001 - the last line of defence: no traceback on the terminal
-            log = crash_log(exc)
-            first = (str(exc).strip().splitlines() or [""])[0][:300]
-            error(f"unexpected {type(exc).__name__}: {first} — the traceback is in {log}; "
-                  "please report it with that file")
-            raise typer.Exit(1) from None
+            _crashed(exc)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _crashed(exc: BaseException) -> NoReturn:
+    """An unexpected error: one line with the log that holds its traceback, exit 1."""
+    log = crash_log(exc)
+    first = (str(exc).strip().splitlines() or [""])[0][:300]
+    error(f"unexpected {type(exc).__name__}: {first} — the traceback is in {log}; "
+          "please report it with that file")
+    raise typer.Exit(1) from None
 
 
 def command(name: str, help_text: str) -> Callable[[F], F]:
@@ -242,7 +266,7 @@ def _version(value: bool) -> None:
 def _root(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, metavar="",
                                           help="Print the version and exit.")] = False,
-    data_dir: Annotated[Path | None, typer.Option("--data-dir", envvar="PIPE_DATA_DIR", metavar="DIR",
+    data_dir: Annotated[str | None, typer.Option("--data-dir", envvar="PIPE_DATA_DIR", metavar="DIR",
                                                   help="Artifact store root. [dim]\\[default: ./data][/dim]")] = None,
     config: Annotated[Path | None, typer.Option("--config", metavar="FILE", help="Config file for every stage.")] = None,
     force: Annotated[bool, typer.Option("--force", metavar="", help="Recompute even when an identical artifact exists.")] = False,
@@ -250,5 +274,8 @@ def _root(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", metavar="", help="Only errors.")] = False,
 ) -> None:
     """Fine-tune text-embedding models on your own glossary: crawl → compose → mine → train → iterate."""
-    _ROOT[:] = [Shared(data_dir=data_dir or default_data_dir(), config=config, force=force, verbose=verbose,
-                       quiet=quiet)]
+    if data_dir is not None and not data_dir.strip():
+        raise typer.BadParameter("must not be empty (use --data-dir . for the current directory)",
+                                 param_hint="'--data-dir'")
+    _ROOT[:] = [Shared(data_dir=Path(data_dir) if data_dir is not None else default_data_dir(), config=config,
+                       force=force, verbose=verbose, quiet=quiet)]

@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Annotated
 
 import typer
-from pipe_embed.pipeline.cli.app import DataDir, command, setup
-from pipe_embed.pipeline.core.listing import artifact_rows
 from rich.console import Console
 from rich.table import Table
+
+from pipe_embed.pipeline.cli.app import DataDir, command, setup
+from pipe_embed.pipeline.core.listing import artifact_rows
 
 
 @command("ls", "List artifacts, newest first, with time, inputs and headline stats.")
 def ls(
     stage: Annotated[str | None, typer.Argument(help="Only this stage.")] = None,
-    data_dir: DataDir = Path("data"),
+    data_dir: DataDir = "data",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     store = setup(data_dir)
@@ -31,15 +31,19 @@ def ls(
     for column in ("ref", "finished", "inputs", "headline"):
         table.add_column(column, overflow="fold")
     for row in rows:
+        if "corrupt" in row:
+            table.add_row(f"{row['ref']} (corrupt)", row["finished"], "-", row["corrupt"])
+            continue
         table.add_row(row["ref"], row["finished"], ", ".join(row["inputs"]) or "-",
                       ", ".join(f"{k}={v}" for k, v in row["headline"].items()))
-    Console(width=max(120, Console().width)).print(table)
+    # Cells are plain text: no markup or emoji codes may rewrite a name or a stat.
+    Console(width=max(120, Console().width), markup=False, emoji=False, highlight=False).print(table)
 
 
 @command("show", "Print one artifact's manifest (REF: stage@latest, stage@<version prefix>, or its directory).")
 def show(
     ref: Annotated[str, typer.Argument(help="stage@latest, stage@<prefix>, or an artifact directory inside the data dir.")],
-    data_dir: DataDir = Path("data"),
+    data_dir: DataDir = "data",
     path: Annotated[bool, typer.Option("--path", help="Print only the artifact's directory.")] = False,
 ) -> None:
     store = setup(data_dir)
@@ -59,14 +63,14 @@ def gc(
     any_host: Annotated[bool, typer.Option(
         "--any-host", metavar="",
         help="Also remove other hosts' leftovers: only when no other machine runs pipe on this store.")] = False,
-    data_dir: DataDir = Path("data"),
+    data_dir: DataDir = "data",
 ) -> None:
     from pipe_embed.pipeline.core import gc as store_gc
 
     store = setup(data_dir)
     todo = store_gc.plan(store, unreferenced_artifacts=unreferenced, any_host=any_host)
     for item in todo.kept:
-        typer.echo(f"keep     {'':>9}  {item.path}  {item.reason}")
+        typer.echo(f"keep     {store_gc.human_size(item.bytes):>9}  {item.path}  {item.reason}")
     verb = {"delete": "remove", "restore": "restore"}
     for item in todo.act:
         typer.echo(f"{verb[item.action]:<8} {store_gc.human_size(item.bytes):>9}  {item.path}  {item.reason}")

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipe_embed.pipeline.compose.cleaning import clean_text, drop_reason
+from pipe_embed.pipeline.compose.cleaning import CLEANING_CHANGES, clean_text, drop_reason
 from pipe_embed.pipeline.compose.corpus_file import CorpusFile, read_corpus_file
 from pipe_embed.pipeline.compose.readers import RawRow, file_format, read_rows
 from pipe_embed.pipeline.compose.splits import split_of
@@ -74,10 +74,14 @@ class ComposeConfig:
             raise ConfigError("field 'hard_k': must be >= 0")
         if any(not c.strip() for c in self.group_cols):
             raise ConfigError("field 'group_cols': a column name is empty")
+        if self.anchor_col is not None and self.anchor_col == self.positive_col:
+            raise ConfigError(f"fields 'anchor_col' and 'positive_col': both name the column '{self.anchor_col}'",
+                              hint="the anchor (term) and the positive (definition) must come from different columns")
 
 
 def group_rows(rows: list[RawRow], config: ComposeConfig, known_ids: dict[str, str] | None = None,
-               group_keys: Sequence[str] = ()) -> tuple[list[dict[str, Any]], Counter[str]]:
+               group_keys: Sequence[str] = (), changes: Counter[str] | None = None,
+               ) -> tuple[list[dict[str, Any]], Counter[str]]:
     """Clean rows, drop bad ones (each counted by reason), merge the definitions of one term into one anchor.
 
     A positive's id is the user's (id-based rows), else the id of the same text in the corpus file
@@ -93,10 +97,10 @@ def group_rows(rows: list[RawRow], config: ComposeConfig, known_ids: dict[str, s
     for row in rows:
         with_ids = with_ids or row.positive_ids is not None
         keys.extend(k for k in row.group if k not in keys)
-        anchor = clean_text(row.anchor)
+        anchor = clean_text(row.anchor, changes)
         ids = row.positive_ids if row.positive_ids is not None else [None] * len(row.positives)
         for raw_positive, pid in list(zip(row.positives, ids)) or [("", None)]:  # no positive: dropped, counted
-            positive = clean_text(raw_positive)
+            positive = clean_text(raw_positive, changes)
             reason = drop_reason(anchor, positive, min_anchor_chars=config.min_anchor_chars,
                                  min_positive_chars=config.min_positive_chars,
                                  max_anchor_chars=config.max_anchor_chars,
@@ -123,7 +127,7 @@ def group_rows(rows: list[RawRow], config: ComposeConfig, known_ids: dict[str, s
                     entry["group"][name] = value
             negative_ids = row.negative_ids if row.negative_ids is not None else [None] * len(row.negatives)
             for negative, nid in zip(row.negatives, negative_ids):
-                text = clean_text(negative)
+                text = clean_text(negative, changes)
                 if text and normalize_key(text) not in entry["keys"] and text not in entry["negatives"]:
                     entry["negatives"].append(text)
                     entry["negative_ids"].append(nid or known_ids.get(text) or doc_id(text))
@@ -158,8 +162,8 @@ def read_inputs(paths: list[Path], config: ComposeConfig, corpus: CorpusFile | N
     return rows
 
 
-def make_corpus(records: list[dict[str, Any]], config: ComposeConfig,
-                corpus_file: CorpusFile | None) -> tuple[list[dict[str, Any]], Counter[str]]:
+def make_corpus(records: list[dict[str, Any]], config: ComposeConfig, corpus_file: CorpusFile | None,
+                changes: Counter[str] | None = None) -> tuple[list[dict[str, Any]], Counter[str]]:
     """corpus.jsonl rows: every positive, then the corpus file's other documents (cleaned, and dropped
     by the positive length limits, counted, so a text too long to be a positive is no candidate either).
 
@@ -178,7 +182,7 @@ def make_corpus(records: list[dict[str, Any]], config: ComposeConfig,
     for ident, raw in (corpus_file.texts.items() if corpus_file is not None else ()):
         if ident in corpus:
             continue
-        text = clean_text(raw)
+        text = clean_text(raw, changes)
         reason = ("empty" if not text else "too_short" if len(text) < config.min_positive_chars
                   else "too_long" if len(text) > config.max_positive_chars else None)
         if reason:
@@ -221,10 +225,11 @@ def compose_pairs(paths: list[Path], config: ComposeConfig, workdir: Path,
     corpus_file = read_corpus_file(config.corpus_file, config.group_cols) if config.corpus_file else None
     known_ids = corpus_ids(corpus_file)
     rows = read_inputs(paths, config, corpus_file)
-    records, dropped = group_rows(rows, config, known_ids, corpus_file.group_keys if corpus_file else ())
+    changes: Counter[str] = Counter()
+    records, dropped = group_rows(rows, config, known_ids, corpus_file.group_keys if corpus_file else (), changes)
     if not records:
         raise PipeError(_empty_reason(len(rows), dropped, config))
-    corpus_rows, corpus_dropped = make_corpus(records, config, corpus_file)
+    corpus_rows, corpus_dropped = make_corpus(records, config, corpus_file, changes)
     if config.hard_k > 0:
         if negatives is None:
             raise ConfigError("field 'hard_k': compose needs a negatives miner for hard_k > 0",
@@ -251,6 +256,7 @@ def compose_pairs(paths: list[Path], config: ComposeConfig, workdir: Path,
         "splits": {s: len(v) for s, v in by_split.items()},
         "anchors_with_several_positives": sum(1 for r in records if len(r["positives"]) > 1),
         "sources": dict(Counter(r["source"] for r in records)),
+        "cleaning": {kind: changes[kind] for kind in CLEANING_CHANGES},
     }
     if corpus_file is not None:
         stats["corpus_file_documents"] = len(corpus_file)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 
@@ -52,3 +53,38 @@ def require(module: str, extra: str | None = None, package: str | None = None):
         return importlib.import_module(module)
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise MissingDependency(module, extra, package) from exc
+
+
+# OSErrors a user causes (a read-only or full disk, a file where a directory belongs, permissions),
+# with what to do about each; any other OSError is a bug and keeps its traceback.
+_OS_HINTS = {
+    errno.EROFS: "the file system is read-only: pass --data-dir DIR on a writable disk",
+    errno.EACCES: "no permission: check that path's permissions (a store needs a --data-dir you can write)",
+    errno.EPERM: "not permitted: check that path's permissions (a store needs a --data-dir you can write)",
+    errno.ENOSPC: "the disk is full: free space (`pipe gc --unreferenced` lists old artifacts) "
+                  "or pass --data-dir DIR on another disk",
+    errno.EDQUOT: "the disk quota is used up: free space or pass --data-dir DIR on another disk",
+    errno.EFBIG: "a file grew larger than the file system allows: use another disk",
+    errno.ENOTDIR: "a file stands where a directory belongs: move it away or choose another path",
+    errno.EISDIR: "a directory stands where a file belongs: move it away or choose another path",
+    errno.EEXIST: "something already stands at that path: move it away or choose another path",
+    errno.ENAMETOOLONG: "the path is too long: choose a shorter one",
+    errno.ELOOP: "too many symbolic links in the path: fix the links or choose another path",
+}
+
+
+class StorageError(PipeError):
+    """A file-system error the user can fix (read-only, full, a file where a directory belongs)."""
+
+
+def from_os_error(exc: OSError, doing: str = "") -> StorageError | None:
+    """One line naming the path, the failure and what to do, or None for an OSError that is a bug."""
+    hint = _OS_HINTS.get(exc.errno) if exc.errno is not None else None
+    if hint is None:
+        return None
+    where = exc.filename if exc.filename is not None else ""
+    if exc.filename2 is not None:
+        where = f"{where} -> {exc.filename2}"
+    reason = exc.strerror or str(exc)
+    what = f"{doing}: {reason}" if doing else reason
+    return StorageError(f"{where}: {what}" if where else what, hint=hint)

@@ -45,7 +45,7 @@ class Item:
     """One directory gc would remove (or restore), or keeps and says why."""
 
     path: Path
-    kind: str  # "tmp", "old", "del", "work" or "artifact"
+    kind: str  # "tmp", "old", "del", "work", "artifact" or "corrupt" (always kept: shown, never deleted)
     reason: str
     bytes: int = 0
     action: str = "delete"  # "delete", "restore" (a replaced artifact whose new copy never arrived) or "keep"
@@ -76,13 +76,30 @@ class Outcome:
         return sum(item.bytes for item in self.removed)
 
 
+def _disk_bytes(path: str, seen: set[tuple[int, int]]) -> int:
+    """Bytes one directory entry takes on disk (allocated blocks; a hard-linked file counted once)."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return 0
+    key = (info.st_dev, info.st_ino)
+    if key in seen:
+        return 0
+    seen.add(key)
+    blocks = getattr(info, "st_blocks", None)
+    return blocks * 512 if blocks is not None else info.st_size
+
+
 def dir_size(path: Path) -> int:
-    """Bytes of every file below a directory (links not followed)."""
-    total = 0
-    for base, _dirs, files in os.walk(path):
-        for name in files:
-            with contextlib.suppress(OSError):
-                total += os.lstat(os.path.join(base, name)).st_size
+    """Bytes a directory really takes on disk, what removing it frees (like `du`: allocated blocks,
+    so a sparse file counts what it holds; hard links once; links not followed)."""
+    seen: set[tuple[int, int]] = set()
+    if path.is_symlink():
+        return _disk_bytes(str(path), seen)
+    total = _disk_bytes(str(path), seen)
+    for base, dirs, files in os.walk(path):
+        for name in (*dirs, *files):
+            total += _disk_bytes(os.path.join(base, name), seen)
     return total
 
 
@@ -127,7 +144,7 @@ def last_holder(store: Store, stage: str, version: str) -> tuple[str | None, int
 def _stage_dirs(store: Store) -> list[Path]:
     if not store.root.is_dir():
         return []
-    return sorted(d for d in store.root.iterdir() if d.is_dir() and valid_stage_name(d.name))
+    return sorted(d for d in store.root.iterdir() if d.is_dir() and valid_stage_name(d.name) and store.inside(d))
 
 
 def _owner_gone(host: str | None, pid: int | None, any_host: bool) -> tuple[bool, str]:
@@ -146,10 +163,10 @@ def _leftover(store: Store, stage: str, path: Path, any_host: bool) -> Item | No
         who = f"last run: host {host} pid {pid}" if host else "no run recorded"
         with try_lock(store, stage, version) as free:
             if not free:
-                return Item(path, "work", f"a run holds its lock ({who})", action="keep")
+                return Item(path, "work", f"a run holds its lock ({who})", dir_size(path), action="keep")
         if host not in (None, HOST) and not any_host:
             return Item(path, "work", f"resumable work of another host ({who}); --any-host removes it",
-                        action="keep")
+                        dir_size(path), action="keep")
         return Item(path, "work", f"work dir of a stopped resumable run ({who}); a rerun starts over",
                     dir_size(path))
     entry: TempName | None = parse_temp_name(path.name)
@@ -158,11 +175,13 @@ def _leftover(store: Store, stage: str, path: Path, any_host: bool) -> Item | No
     kind = entry.kind.lstrip(".")
     gone, who = _owner_gone(entry.host, entry.pid, any_host)
     if entry.host is None and not any_host:
-        return Item(path, kind, f"name without a host ({who}); --any-host removes it", action="keep")
+        return Item(path, kind, f"name without a host ({who}); --any-host removes it", dir_size(path),
+                    action="keep")
     if not gone:
         if entry.host == HOST:
-            return Item(path, kind, f"its run is alive ({who})", action="keep")
-        return Item(path, kind, f"another host's run ({who}); --any-host removes it", action="keep")
+            return Item(path, kind, f"its run is alive ({who})", dir_size(path), action="keep")
+        return Item(path, kind, f"another host's run ({who}); --any-host removes it", dir_size(path),
+                    action="keep")
     if kind == "old" and not (path.parent / entry.version).exists() and (path / MANIFEST).is_file():
         return Item(path, kind, f"artifact {stage}@{entry.version} was being replaced and its new copy "
                     f"never arrived ({who}): put back", dir_size(path), action="restore")
@@ -209,14 +228,18 @@ def plan(store: Store, *, unreferenced_artifacts: bool = False, any_host: bool =
     result = Plan()
     for stage_dir in _stage_dirs(store):
         for path in sorted(stage_dir.iterdir()):
-            if not (path.is_dir() and path.name.startswith(".")) or path.is_symlink():
+            if not path.name.startswith(".") or not (path.is_dir() or path.is_symlink()):
                 continue
             item = _leftover(store, stage_dir.name, path, any_host)
             if item is not None:
                 (result.kept if item.action == "keep" else result.act).append(item)
+        for path, why in store.corrupt(stage_dir.name):
+            result.kept.append(Item(path, "corrupt", f"corrupt artifact: {why}; not an artifact any more: rerun "
+                                    f"`pipe {stage_dir.name} --force` or remove it by hand", dir_size(path),
+                                    action="keep"))
     if unreferenced_artifacts:
         # A run in progress may be reading an artifact that nothing refers to yet: wait for it.
-        busy = result.kept[0] if result.kept else None
+        busy = next((item for item in result.kept if item.kind != "corrupt"), None)
         for artifact in unreferenced(store):
             if busy is not None:
                 result.kept.append(Item(artifact.path, "artifact", f"{artifact.ref}: unreferenced, but a run "
@@ -231,6 +254,14 @@ def plan(store: Store, *, unreferenced_artifacts: bool = False, any_host: bool =
                                    f"{artifact.ref}: no {artifact.stage}@latest and no other artifact refers to it",
                                    dir_size(artifact.path)))
     return result
+
+
+def _remove(path: Path) -> None:
+    """Delete a leftover: a symlink itself (never what it points at), else the directory tree."""
+    if path.is_symlink():
+        path.unlink()
+    else:
+        shutil.rmtree(path)
 
 
 def _version_of(item: Item) -> str:
@@ -255,7 +286,7 @@ def apply(store: Store, todo: Plan) -> Outcome:
             if not free:
                 outcome.skipped.append((item, "a run took its lock"))
                 continue
-            if not item.path.exists():
+            if not os.path.lexists(item.path):
                 outcome.skipped.append((item, "already gone"))
                 continue
             try:
@@ -271,7 +302,7 @@ def apply(store: Store, todo: Plan) -> Outcome:
                 if item.kind == "artifact":
                     target = item.path.parent / temp_name(".del", item.path.name)
                     os.rename(item.path, target)
-                shutil.rmtree(target)
+                _remove(target)
             except OSError as exc:
                 outcome.skipped.append((item, exc.strerror or str(exc)))
                 continue

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import numbers
 import os
 import re
@@ -198,15 +199,44 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     return [obj for _, obj in iter_jsonl(path)]
 
 
+def non_finite_field(value: Any, where: str = "") -> str | None:
+    """The name (`negative_scores[2]`) of the first NaN/Infinity inside a JSON value, or None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return where or "value"
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, (list, tuple)) else ()
+    for key, item in items:
+        found = non_finite_field(item, f"{where}[{key}]" if isinstance(key, int) else
+                                 (f"{where}.{key}" if where else str(key)))
+        if found is not None:
+            return found
+    return None
+
+
+def strict_json(row: Any, path: Path, line: int) -> str:
+    """One row as strict JSON: a NaN or Infinity (which JSON cannot hold) is an error naming the field."""
+    try:
+        return json.dumps(row, ensure_ascii=False, allow_nan=False)
+    except ValueError:
+        name = non_finite_field(row)
+        if name is None:
+            raise
+        raise InputError(path, f"field '{name}' is not a finite number (NaN or Infinity), which JSON cannot hold",
+                         line=line, hint="a score came out undefined: check the model and the input texts") from None
+
+
 def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> int:
-    """Write rows as JSONL (UTF-8, one object per line) atomically; returns the row count."""
+    """Write rows as strict JSONL (UTF-8, one object per line, no NaN/Infinity) atomically; returns the row count."""
     path = Path(path)
     tmp = path.with_name(path.name + ".partial")
     count = 0
-    with open(tmp, "w", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-            count += 1
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            for row in rows:
+                fh.write(strict_json(row, path, count + 1) + "\n")
+                count += 1
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     os.replace(tmp, path)
     return count
 

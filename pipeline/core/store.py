@@ -10,12 +10,15 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
+import errno
 import fcntl
 import json
+import math
 import os
 import re
 import shutil
 import socket
+import stat
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
@@ -26,7 +29,7 @@ from typing import Any
 
 from pipe_embed.pipeline import __version__
 from pipe_embed.pipeline.core.config import versioned_dict
-from pipe_embed.pipeline.core.errors import PipeError
+from pipe_embed.pipeline.core.errors import PipeError, from_os_error
 from pipe_embed.pipeline.core.hashing import canonical_json, code_modules, code_version, hash_file, hash_value
 
 MANIFEST = "manifest.json"
@@ -35,7 +38,7 @@ VERSION_LENGTH = 12
 DEFAULT_DATA_DIR = Path("data")
 LOCKS = ".locks"
 TEMP_KINDS = (".tmp", ".old", ".del")  # a run's work dir, a replaced artifact, an artifact being deleted
-PIPELINE_STAGES = ("crawl", "compose", "mine", "train", "eval", "iterate", "report")
+PIPELINE_STAGES = ("crawl", "compose", "mine", "train", "eval", "iterate", "report", "sweep")
 REF_HINT = "refs are stage@latest, stage@<version prefix>, or an artifact directory inside the data dir"
 _STAGE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
 _SELECTOR = re.compile(r"[A-Za-z0-9]+")
@@ -141,13 +144,15 @@ def _count_rows(path: Path) -> int | None:
 
 
 def describe_files(root: Path) -> dict[str, dict[str, Any]]:
-    """sha256, bytes and (for tables) rows of every file below root, manifest excluded."""
+    """sha256, bytes, mtime (the store's fast integrity check) and (for tables) rows of every file
+    below root, manifest excluded."""
     files: dict[str, dict[str, Any]] = {}
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         rel = path.relative_to(root).as_posix()
         if rel == MANIFEST:
             continue
-        entry: dict[str, Any] = {"sha256": hash_file(path), "bytes": path.stat().st_size}
+        info = path.stat()
+        entry: dict[str, Any] = {"sha256": hash_file(path), "bytes": info.st_size, "mtime_ns": info.st_mtime_ns}
         rows = _count_rows(path)
         if rows is not None:
             entry["rows"] = rows
@@ -180,6 +185,14 @@ def pid_alive(pid: int) -> bool:
 def valid_stage_name(name: str) -> bool:
     """A stage name is one plain path component: letters, digits, `_` and `-`, never `.` or `/`."""
     return bool(_STAGE_NAME.fullmatch(name))
+
+
+def written_ns(artifact: Artifact) -> int:
+    """When the store wrote an artifact's manifest (its mtime, ns): what `@latest` orders by."""
+    try:
+        return os.stat(artifact.path / MANIFEST).st_mtime_ns
+    except OSError:
+        return 0
 
 
 def _host_tag(name: str) -> str:
@@ -223,18 +236,41 @@ def stale_on_this_host(entry: TempName) -> bool:
     return entry.host == HOST and not pid_alive(entry.pid)
 
 
+def check_directory(path: Path, what: str, hint: str) -> None:
+    """Refuse a directory path that is, or lies under, an existing file (`what` names it: "the data dir")."""
+    for current in (path, *path.parents):
+        if current.exists():
+            if not current.is_dir():
+                raise PipeError(f"{current}: {what} {'is' if current == path else 'lies under'} "
+                                "a file, not a directory", hint=hint)
+            break
+
+
+def _finite(value: Any) -> Any:
+    """A JSON value with every NaN/Infinity replaced by null: an undefined number, never invalid JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def manifest_json(manifest: dict[str, Any]) -> str:
+    """The manifest as strict JSON (no bare NaN/Infinity: a non-finite number is written as null)."""
+    return json.dumps(_finite(manifest), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+
+
 class Store:
     """The artifact store rooted at a data directory."""
 
     def __init__(self, root: str | Path = DEFAULT_DATA_DIR) -> None:
+        if isinstance(root, str) and not root.strip():
+            raise PipeError("the data dir is empty ('')",
+                            hint="pass --data-dir DIR (use --data-dir . for the current directory)")
         self.root = Path(root)
-        for path in (self.root, *self.root.parents):
-            if path.exists():
-                if not path.is_dir():
-                    raise PipeError(f"{path}: the data dir {'is' if path == self.root else 'lies under'} "
-                                    "a file, not a directory",
-                                    hint="pass --data-dir DIR (a directory; it is created when missing)")
-                break
+        check_directory(self.root, "the data dir", "pass --data-dir DIR (a directory; it is created when missing)")
 
     # -- reading -----------------------------------------------------------------------------
     def stage_dir(self, stage: str) -> Path:
@@ -242,33 +278,71 @@ class Store:
 
     def stages(self) -> list[str]:
         """Stage names that hold at least one artifact."""
+        return [name for name in self.stage_names() if self.versions(name)]
+
+    def stage_names(self) -> list[str]:
+        """Every stage directory of the store (with artifacts or not), links out of the data dir excepted."""
         if not self.root.is_dir():
             return []
         return sorted(d.name for d in self.root.iterdir()
-                      if d.is_dir() and valid_stage_name(d.name) and self.versions(d.name))
+                      if d.is_dir() and valid_stage_name(d.name) and self.inside(d))
 
-    def load(self, path: Path) -> Artifact | None:
-        """The artifact at a directory, or None when it has no (readable) manifest."""
-        manifest_path = path / MANIFEST
-        if not manifest_path.is_file():
+    def inside(self, path: Path) -> bool:
+        """Whether a path, every symlink resolved, lies inside the data dir: refs never follow a link out."""
+        try:
+            path.resolve().relative_to(self.root.resolve())
+        except (ValueError, OSError, RuntimeError):
+            return False
+        return True
+
+    def examine(self, path: Path) -> Artifact | str | None:
+        """The artifact at a directory; why it is corrupt (a manifest that cannot be read or parsed, or
+        names another artifact); None when it holds no manifest or lies outside the data dir."""
+        if not self.inside(path):
             return None
+        manifest_path = path / MANIFEST
+        if not (manifest_path.exists() or manifest_path.is_symlink()):
+            return None
+        if not self.inside(manifest_path):
+            return f"its {MANIFEST} is a link out of the data dir"
         try:
             manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            return None
-        return Artifact(stage=manifest.get("stage", path.parent.name),
-                        version=manifest.get("version", path.name), path=path, manifest=manifest)
+        except json.JSONDecodeError as exc:
+            return f"{MANIFEST} is not valid JSON (line {exc.lineno}: {exc.msg})"
+        except UnicodeDecodeError:
+            return f"{MANIFEST} is not UTF-8 text"
+        except OSError as exc:
+            return f"cannot read {MANIFEST} ({exc.strerror})"
+        if not isinstance(manifest, dict):
+            return f"{MANIFEST} is not a JSON object"
+        stage, version = manifest.get("stage", path.parent.name), manifest.get("version", path.name)
+        if (stage, version) != (path.parent.name, path.name):
+            return f"{MANIFEST} names {stage}@{version}, not the directory's {path.parent.name}@{path.name}"
+        return Artifact(stage=stage, version=version, path=path, manifest=manifest)
 
-    def versions(self, stage: str) -> list[Artifact]:
-        """All finished artifacts of a stage, newest first."""
+    def load(self, path: Path) -> Artifact | None:
+        """The artifact at a directory, or None when it has no readable manifest or lies outside the store."""
+        found = self.examine(path)
+        return found if isinstance(found, Artifact) else None
+
+    def _version_dirs(self, stage: str) -> list[Path]:
         if not valid_stage_name(stage):
             raise PipeError(f"'{stage}' is not a stage name", hint="stage names are plain words such as compose")
         directory = self.stage_dir(stage)
         if not directory.is_dir():
             return []
-        found = [a for d in directory.iterdir()
-                 if d.is_dir() and not d.name.startswith(".") and (a := self.load(d)) is not None]
-        return sorted(found, key=lambda a: (a.manifest.get("finished", ""), a.version), reverse=True)
+        return [d for d in directory.iterdir() if not d.name.startswith(".") and d.is_dir()]
+
+    def versions(self, stage: str) -> list[Artifact]:
+        """All finished artifacts of a stage, newest first by the store's own record: the time its
+        manifest was written (file system), not the `finished` time the manifest claims."""
+        found = [a for d in self._version_dirs(stage) if (a := self.load(d)) is not None]
+        return sorted(found, key=lambda a: (written_ns(a), a.manifest.get("finished", ""), a.version), reverse=True)
+
+    def corrupt(self, stage: str) -> list[tuple[Path, str]]:
+        """Directories of a stage that look like artifacts but whose manifest is damaged, and why."""
+        found = [(d, problem) for d in self._version_dirs(stage) if isinstance(problem := self.examine(d), str)]
+        return sorted(found)
 
     def get(self, stage: str, version: str) -> Artifact | None:
         """The artifact stage@version (exact version), or None; never looks outside the store."""
@@ -303,26 +377,33 @@ class Store:
         looks_like_path = "/" in text or os.sep in text or text.startswith((".", "~")) or path.is_absolute()
         if not looks_like_path and valid_stage_name(text) and (self.versions(text) or not path.is_dir()):
             return self._by_name(text, text, "latest", stage)
-        if not looks_like_path and not path.is_dir():
-            raise PipeError(f"{text}: not a stage name or an artifact directory", hint=REF_HINT)
+        if not looks_like_path and not path.exists():
+            raise PipeError(f"{text}: not a stage name, and no such file or directory", hint=REF_HINT)
         return self._by_path(text, path, stage)
 
     def _by_path(self, text: str, path: Path, stage: str | None) -> Artifact:
+        if not path.exists():
+            raise PipeError(f"{text}: no such file or directory", hint=REF_HINT)
         root = self.root.resolve()
         real = path.resolve()
         try:
             rel = real.relative_to(root)
         except ValueError:
-            raise PipeError(f"{text}: outside the data dir {self.root}",
+            kind = "a directory" if real.is_dir() else "a file"
+            raise PipeError(f"{text}: {kind} outside the data dir {self.root}, not one of its artifacts",
                             hint="refs never leave the store: pass --data-dir for the store that holds it, "
                                  "or use stage@version") from None
         if len(rel.parts) != 2 or not all(valid_stage_name(p) for p in rel.parts):
             raise PipeError(f"{text}: not an artifact directory of {self.root}",
                             hint=f"point at {self.root}/<stage>/<version> or use stage@latest")
-        artifact = self.load(self.root / rel)
-        if artifact is None:
+        found = self.examine(self.root / rel)
+        if isinstance(found, str):
+            raise PipeError(f"{text}: a corrupt artifact: {found}",
+                            hint=f"rerun the stage that made it with --force, or remove {self.root / rel}")
+        if found is None:
             raise PipeError(f"{text}: not an artifact (no {MANIFEST} in it)",
                             hint="point at a data/<stage>/<version> directory or use stage@latest")
+        artifact = found
         if stage and artifact.stage != stage:
             raise PipeError(f"{text}: is a '{artifact.stage}' artifact, expected '{stage}'")
         return artifact
@@ -332,6 +413,11 @@ class Store:
             raise PipeError(f"{text}: expected a '{stage}' artifact")
         candidates = self.versions(name)
         if not candidates:
+            broken = self.corrupt(name)
+            if broken:
+                path, why = broken[0]
+                raise PipeError(f"no readable '{name}' artifact in {self.root}: {path} is corrupt ({why})",
+                                hint=f"rerun `pipe {name} --force`, or move the damaged directory away")
             have = ", ".join(self.stages()) or "none"
             if name in PIPELINE_STAGES:
                 hint = f"run `pipe {name}` first (stages with artifacts: {have})"
@@ -367,6 +453,49 @@ class Store:
                 if parent is not None:
                     queue.append(parent)
         return None
+
+    # -- integrity ---------------------------------------------------------------------------
+    def verify(self, artifact: Artifact) -> None:
+        """Refuse an artifact whose files differ from the sha256s its manifest lists; a file whose
+        size and mtime are those the store recorded is trusted without hashing."""
+        files = artifact.manifest.get("files")
+        if not isinstance(files, dict):
+            raise PipeError(f"{artifact.ref}: its {MANIFEST} lists no files, so they cannot be checked",
+                            hint=f"rerun `pipe {artifact.stage} --force` to rebuild it")
+        for name, entry in sorted(files.items()):
+            problem = self._file_problem(artifact.path, name, entry)
+            if problem:
+                raise PipeError(f"{artifact.ref}: {name} {problem}: the artifact was changed after it was "
+                                "written, so it is not used",
+                                hint=f"rerun `pipe {artifact.stage} --force` to rebuild it, or restore the file")
+
+    def _file_problem(self, root: Path, name: str, entry: Any) -> str | None:
+        """What is wrong with one listed file of an artifact, or None when it is as written."""
+        if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
+            return "has no sha256 in the manifest"
+        path = root / name
+        try:
+            path.resolve().relative_to(root.resolve())
+        except (ValueError, OSError, RuntimeError):
+            return "lies outside the artifact (a link or '..' in its name)"
+        try:
+            info = path.stat()
+        except FileNotFoundError:
+            return "is missing"
+        except OSError as exc:
+            return f"cannot be read ({exc.strerror})"
+        if not stat.S_ISREG(info.st_mode):
+            return "is not a regular file"
+        size = entry.get("bytes")
+        if isinstance(size, int) and info.st_size != size:
+            return f"has {info.st_size} bytes where the manifest lists {size}"
+        if entry.get("mtime_ns") == info.st_mtime_ns and isinstance(size, int):
+            return None
+        try:
+            digest = hash_file(path)
+        except OSError as exc:
+            return f"cannot be read ({exc.strerror})"
+        return None if digest == entry["sha256"] else "does not match the sha256 its manifest lists"
 
     # -- writing -----------------------------------------------------------------------------
     def lock_path(self, stage: str, version: str) -> Path:
@@ -411,12 +540,35 @@ class Store:
         version = fingerprint(stage, format_version, config, inputs, extra, code)
         if not valid_stage_name(stage):
             raise ValueError(f"invalid stage name {stage!r}")
-        stage_dir = self.stage_dir(stage)
+        existing = None if force else self.get(stage, version)
+        if existing is not None:  # a cache hit reads only: a read-only store serves it
+            return RunOutcome(existing, cached=True)
+        for artifact in inputs:
+            self.verify(artifact)
         try:
-            stage_dir.mkdir(parents=True, exist_ok=True)
+            return self._build(stage, version, format_version, config, inputs, build, extra, code,
+                               force, resumable)
         except OSError as exc:
-            raise PipeError(f"{stage_dir}: cannot create the stage directory ({exc.strerror})",
-                            hint="check --data-dir and its permissions") from None
+            raise self._write_error(exc, stage) from None
+
+    def _write_error(self, exc: OSError, stage: str) -> Exception:
+        """A failed write as one line: a read-only store names the data dir; other user-caused errors
+        name the path; anything else stays the OSError it is."""
+        ours = isinstance(exc.filename, (str, Path)) and self.inside(Path(exc.filename))
+        if ours and exc.errno == errno.EROFS:
+            return PipeError(f"{self.root}: the data dir is read-only, so the {stage} artifact cannot be written",
+                             hint="an artifact that exists is still served from it; to build a new one, "
+                                  "pass --data-dir DIR on a writable disk")
+        problem = from_os_error(exc, f"cannot write the {stage} artifact" if ours else "")
+        return problem if problem is not None else exc
+
+    def _build(self, stage: str, version: str, format_version: int, config: Any, inputs: list[Artifact],
+               build: Callable[[Path], StageResult], extra: dict[str, Any] | None, code: str | None,
+               force: bool, resumable: bool) -> RunOutcome:
+        """Build one artifact under its version's lock: work dir, files, manifest last, rename into place."""
+        stage_dir = self.stage_dir(stage)
+        check_directory(stage_dir, f"the {stage} stage dir", f"move {stage_dir} away or pass another --data-dir")
+        stage_dir.mkdir(parents=True, exist_ok=True)
         with self._lock(stage, version):
             existing = self.get(stage, version)
             if existing is not None and not force:
@@ -452,11 +604,10 @@ class Store:
                     **result.extra,
                 }
                 tmp_manifest = work / f"{MANIFEST}.partial"
-                tmp_manifest.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n",
-                                        encoding="utf-8")
+                tmp_manifest.write_text(manifest_json(manifest), encoding="utf-8")
                 os.replace(tmp_manifest, work / MANIFEST)
                 final = stage_dir / version
-                if final.exists():  # only with force: swap the old copy out, then drop it
+                if final.exists():  # with force, or a corrupt copy: swap the old one out, then drop it
                     old = stage_dir / temp_name(".old", version)
                     os.rename(final, old)
                     os.rename(work, final)

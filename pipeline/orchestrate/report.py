@@ -13,12 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from pipe_embed.pipeline.core.config import option
+from pipe_embed.pipeline.core.errors import ConfigError
 from pipe_embed.pipeline.core.pairs import iter_jsonl, pairs_file
 from pipe_embed.pipeline.core.store import Artifact, RunOutcome, StageResult, Store
 from pipe_embed.pipeline.orchestrate.iterate import read_rounds
 
 STAGE = "report"
 FORMAT_VERSION = 1
+MAX_BINS = 1000
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2rem auto;
@@ -38,6 +40,14 @@ class ReportConfig:
     metrics: list[str] = option(["mrr@10", "ndcg@10", "recall@1", "recall@10"], "Metrics shown per round.")
     bins: int = option(40, "Bins of the score histograms.")
 
+    def validate(self) -> None:
+        """Refuse settings no plot can use, naming the field."""
+        if not 1 <= self.bins <= MAX_BINS:
+            raise ConfigError(f"field 'bins': {self.bins} is out of range (1 to {MAX_BINS})",
+                              hint="a histogram needs at least one bin, e.g. --bins 40")
+        if any(not m.strip() for m in self.metrics):
+            raise ConfigError("field 'metrics': a metric name is empty", hint="e.g. --metrics mrr@10,recall@1")
+
 
 def _mine_scores(artifact: Artifact) -> tuple[list[float], list[float]]:
     positives: list[float] = []
@@ -48,7 +58,7 @@ def _mine_scores(artifact: Artifact) -> tuple[list[float], list[float]]:
     for _, row in iter_jsonl(path):
         if row.get("positive_score") is not None:
             positives.append(float(row["positive_score"]))
-        negatives.extend(float(s) for s in row.get("negative_scores") or [])
+        negatives.extend(float(s) for s in row.get("negative_scores") or [] if s is not None)
     return positives, negatives
 
 
@@ -125,9 +135,11 @@ def _plot_ranks(rows: list[tuple[int, dict[str, float]]], out: Path) -> None:
 
 
 def _rank_shares(mine: Artifact) -> dict[str, float]:
-    """Shares of anchors whose positive ranked 1st / within 10 / within 100 among the candidates."""
+    """Shares of anchors whose positive ranked 1st / within 10 / within 100 among the candidates; a
+    share the miner left undefined (None: fewer candidates than that) is left out."""
     labels = {"positive_at_1": "1st", "positive_within_10": "<=10", "positive_within_100": "<=100"}
-    return {label: float(mine.metrics[key]) for key, label in labels.items() if key in mine.metrics}
+    return {label: float(value) for key, label in labels.items()
+            if isinstance(value := mine.metrics.get(key), (int, float)) and not isinstance(value, bool)}
 
 
 def _fmt(value: Any) -> str:
@@ -145,6 +157,7 @@ def render_report(store: Store, iterate: Artifact, config: ReportConfig, work: P
     per_round, ranks, lineage = [], [], []
     for r in rounds:
         mine = store.resolve(r["mine"])
+        store.verify(mine)  # its scores are read: refuse a mine artifact changed after it was written
         pos, neg = _mine_scores(mine)
         per_round.append((r["round"], pos, neg))
         shares = _rank_shares(mine)

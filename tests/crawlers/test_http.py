@@ -10,9 +10,9 @@ from email.utils import formatdate
 from pathlib import Path
 
 import pytest
-from pipe_embed.crawlers.http import FetchError, PoliteClient, netloc, parse_retry_after
 from werkzeug import Request, Response
 
+from pipe_embed.crawlers.http import FetchError, PoliteClient, netloc, parse_retry_after
 from tests.crawlers import raw_server as raw
 from tests.crawlers.conftest import etag_handler, serve_robots
 
@@ -313,3 +313,29 @@ def test_gzip_body_is_decoded(server, fast_settings):
                                                      headers={"Content-Encoding": "gzip"})
     response = client_for(server, fast_settings).get(server.url_for("/page"))
     assert response.content == BODY
+
+
+def test_a_request_that_cannot_be_sent_is_not_blamed_on_robots(server, fast_settings):
+    serve_robots(server)
+    client = client_for(server, replace(fast_settings, user_agent="bot\r\nX-Injected: 1"))
+    with pytest.raises(FetchError) as caught:
+        client.get(server.url_for("/page"))
+    assert caught.value.kind == "request" and "robots" not in caught.value.reason
+    assert hits(server, "/robots.txt") == []  # nothing went out
+
+
+def test_credentials_are_sent_but_never_cached(server, fast_settings, tmp_path):
+    from pipe_embed.crawlers.http import strip_userinfo
+
+    serve_robots(server)
+    server.expect_request("/page").respond_with_data(PAGE, content_type="text/html")
+    url = server.url_for("/page").replace("http://", "http://user:s3cret@")
+    assert strip_userinfo(url) == server.url_for("/page") and netloc(url) == netloc(server.url_for("/"))
+    client = client_for(server, fast_settings, tmp_path)
+    assert client.get(url).content == PAGE
+    page_request = next(request for request, _ in server.log if request.path == "/page")
+    assert page_request.authorization is not None and page_request.authorization.password == "s3cret"
+    for path in (tmp_path / "cache").rglob("*"):
+        if path.is_file():
+            assert b"s3cret" not in path.read_bytes(), path
+    assert client.cache.get(server.url_for("/page")) is not None  # keyed by the address without credentials

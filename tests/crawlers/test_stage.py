@@ -9,9 +9,9 @@ import time
 from pathlib import Path
 
 import pytest
+
 from pipe_embed.crawlers.stage import COLUMNS, GLOSSARY_FILE, PAGES_FILE, run_crawl
 from pipe_embed.pipeline.core.errors import ConfigError, PipeError
-
 from tests.crawlers.conftest import FIXTURES, base_url, etag_handler, serve_robots
 
 CHESS = (FIXTURES / "glossary_of_chess.html").read_bytes()
@@ -261,3 +261,45 @@ def test_limit_per_source_stops_fetching(store, server, wiki, make_config):
     assert len(read_rows(large.artifact)) == 700  # 616 chess rows and 84 of slang
     assert wiki == {"chess": {"200": 1, "304": 1}, "slang": {"200": 1}}
     assert large.artifact.stats["pages_not_fetched"] == 0
+
+
+def test_credentials_in_the_base_url_never_reach_the_disk(store, server, wiki, make_config, tmp_path: Path):
+    mirror = base_url(server).replace("http://", "http://reader:s3cret-pw@")
+    config = make_config(pages=["Glossary of chess"], base_url=mirror)
+    artifact = run_crawl(store, config).artifact
+    assert artifact.config["base_url"] == base_url(server)
+    assert read_pages(artifact)["Glossary of chess"]["url"] == f"{base_url(server)}/wiki/Glossary_of_chess"
+    written = [p for root in (store.root, tmp_path / "http-cache") for p in root.rglob("*") if p.is_file()]
+    assert any(p.name == GLOSSARY_FILE for p in written) and any(p.suffix == ".body" for p in written)
+    for path in written:
+        data = path.read_bytes()
+        assert b"s3cret-pw" not in data and b"reader:" not in data, path
+
+
+@pytest.mark.parametrize("field, value, says", [
+    ("max_wait", float("inf"), "field 'max_wait': inf is out of range (0 to 3600 seconds)"),
+    ("max_wait", 7200.0, "field 'max_wait': 7200.0 is out of range"),
+    ("timeout", float("nan"), "field 'timeout': nan is out of range (more than 0 and at most 3600 seconds)"),
+    ("timeout", 0.0, "field 'timeout': 0.0 is out of range"),
+    ("backoff", -1.0, "field 'backoff': -1.0 is out of range"),
+    ("deadline", float("inf"), "field 'deadline': inf is out of range"),
+    ("rate_limit", float("-inf"), "field 'rate_limit': -inf is out of range"),
+    ("user_agent", "bot\r\nX-Injected: 1", "field 'user_agent': holds a control character ('\\r' at position 4)"),
+    ("user_agent", "bot\tone", "field 'user_agent': holds a control character"),
+    ("user_agent", "  ", "field 'user_agent': is empty"),
+    ("user_agent", "bot \u2603", "cannot be sent in an HTTP header"),
+])
+def test_settings_no_crawl_can_use_are_refused(make_config, field: str, value, says: str):
+    with pytest.raises(ConfigError) as caught:
+        make_config(**{field: value}).validate()
+    assert says in caught.value.line()
+
+
+def test_a_cache_dir_that_is_a_file_is_one_line(store, make_config, tmp_path: Path):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    config = make_config(sources=["url"], urls=["http://127.0.0.1:9/page"], selectors="term=dt; definition=dd",
+                         cache_dir=str(afile))
+    with pytest.raises(PipeError, match="afile: the HTTP cache dir is a file, not a directory"):
+        run_crawl(store, config)
+    assert no_leftovers(store)

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from pipe_embed.pipeline.cli import app
 from typer.testing import CliRunner
+
+from pipe_embed.pipeline.cli import app
 
 runner = CliRunner()
 
@@ -218,3 +219,185 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(case: Case, prepared: P
     assert case.says in lines[0], shown
     assert store_entries(data) == before, shown
     assert not (tmp_path / "logs").exists(), f"{shown}\nan unexpected error was logged as a crash"
+
+
+# -- crawl ranges, store integrity, read-only and full disks, messages printed as written -----------
+
+MORE_CASES = [
+    Case("crawl-max-wait-inf", ("crawl", "--dry-run", "--max-wait", "inf"), "field 'max_wait'"),
+    Case("crawl-max-wait-too-long", ("crawl", "--dry-run", "--max-wait", "99999"),
+         "field 'max_wait': 99999.0 is out of range (0 to 3600 seconds)"),
+    Case("crawl-cache-dir-is-a-file", ("crawl", "--sources", "url", "--urls", "http://127.0.0.1:9/page",
+                                       "--selectors", "term=dt; definition=dd", "--cache-dir", "{files}/afile"),
+         "afile: the HTTP cache dir is a file, not a directory"),
+    Case("crawl-user-agent-line-break", ("crawl", "--dry-run", "--user-agent", "bot\r\nX-Injected: 1"),
+         "field 'user_agent': holds a control character"),
+    Case("compose-anchor-col-is-positive-col", ("compose", "--input", "{files}/good.csv", "--anchor-col", "term",
+                                                "--positive-col", "term"),
+         "fields 'anchor_col' and 'positive_col': both name the column 'term'"),
+    Case("compose-emoji-code-in-a-file-name", ("compose", "--input", "{files}/x:x:y.csv"),
+         "x:x:y.csv: input file not found"),
+    Case("compose-data-dir-empty", ("compose", "--input", "{files}/good.csv", "--data-dir", ""),
+         "--data-dir is empty", own_data_dir=True),
+    Case("mine-from-missing-path", ("mine", "--method", "bm25", "--from", "{files}/in/x"),
+         "in/x: no such file or directory"),
+    Case("mine-from-a-directory", ("mine", "--method", "bm25", "--from", "{files}/adir"),
+         "adir: a directory outside the data dir"),
+    Case("mine-from-not-a-pairs-file", ("mine", "--method", "bm25", "--from", "{files}/g.xlsx"),
+         "g.xlsx: not a pairs file (.xlsx)"),
+    Case("report-bins-zero", ("report", "--bins", "0"), "field 'bins': 0 is out of range"),
+    Case("ls-unknown-stage", ("ls", "bogus"), "unknown stage 'bogus' — known stages: crawl, compose", quiet=False),
+    Case("ls-data-dir-empty", ("ls", "--data-dir", ""), "--data-dir is empty", own_data_dir=True, quiet=False),
+    Case("gc-data-dir-empty", ("gc", "--data-dir", ""), "--data-dir is empty", own_data_dir=True, quiet=False),
+    Case("root-data-dir-empty", ("--data-dir", "", "ls"), "'--data-dir': must not be empty", own_data_dir=True,
+         quiet=False),
+]
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in MORE_CASES])
+def test_more_bad_input_is_one_line_exit_2_and_writes_nothing(case: Case, prepared: Path, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch):
+    test_bad_input_is_one_line_exit_2_and_writes_nothing(case, prepared, tmp_path, monkeypatch)
+
+
+def _store_copy(prepared: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    data = tmp_path / "data"
+    shutil.copytree(prepared / "data", data)
+    monkeypatch.setenv("PIPE_LOG_DIR", str(tmp_path / "logs"))
+    return data
+
+
+def _one_error_line(result, says: str, data: Path, before: set[str], tmp_path: Path) -> None:
+    shown = f"exit {result.exit_code}\nstdout: {result.stdout}\nstderr: {result.stderr}"
+    assert result.exit_code == 2 and "Traceback" not in result.output, shown
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and says in lines[0], shown
+    assert store_entries(data) == before, shown
+    assert not (tmp_path / "logs").exists(), shown
+
+
+def test_a_read_only_store_serves_cache_hits_and_refuses_new_work_in_one_line(prepared: Path, tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch):
+    from tests.pipeline.read_only import refuse_writes
+
+    data = _store_copy(prepared, tmp_path, monkeypatch)
+    before = store_entries(data)
+    refuse_writes(monkeypatch, data)
+    same = ["compose", "-q", "--input", str(prepared / "files" / "good.csv"), "--data-dir", str(data),
+            "--dev-fraction", "0.2", "--test-fraction", "0.2"]
+    hit = runner.invoke(app, same)
+    assert hit.exit_code == 0 and hit.stdout.startswith("compose@"), hit.output
+    for args in ([*same, "--seed", "5"], ["mine", "-q", "--method", "bm25", "--data-dir", str(data)],
+                 ["crawl", "-q", "--dry-run", "--data-dir", str(data)]):
+        _one_error_line(runner.invoke(app, args), "the data dir is read-only", data, before, tmp_path)
+
+
+def test_a_full_disk_is_one_line_and_leaves_nothing(prepared: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    import errno
+
+    from pipe_embed.pipeline.cli import compose as compose_cmd
+    from pipe_embed.pipeline.compose import stage
+
+    data = _store_copy(prepared, tmp_path, monkeypatch)
+    before = store_entries(data)
+
+    def full(path, rows):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(stage, "write_jsonl", full)
+    args = ["compose", "-q", "--input", str(prepared / "files" / "good.csv"), "--data-dir", str(data), "--seed", "7"]
+    _one_error_line(runner.invoke(app, args), "No space left on device — the disk is full", data, before, tmp_path)
+
+    def elsewhere(*args, **kwargs):  # a full disk outside the store (a cache, a log): the same one line
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "cache" / "x"))
+
+    monkeypatch.setattr(compose_cmd, "run_compose", elsewhere)
+    _one_error_line(runner.invoke(app, args), "cache/x: No space left on device", data, before, tmp_path)
+
+
+def test_a_tampered_input_artifact_is_refused_in_one_line(prepared: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch):
+    data = _store_copy(prepared, tmp_path, monkeypatch)
+    [pairs] = data.glob("compose/*/pairs.jsonl")
+    pairs.write_text(pairs.read_text().replace("Definition number 1 ", "Definition number 9 ", 1))
+    before = store_entries(data)
+    result = runner.invoke(app, ["mine", "-q", "--method", "bm25", "--data-dir", str(data)])
+    _one_error_line(result, "pairs.jsonl does not match the sha256 its manifest lists", data, before, tmp_path)
+
+
+# -- mining methods' own settings: bm25's ranges and languages, a setting outside its table, iterate's first miner --
+
+METHOD_CASES = [
+    Case("mine-stopwords-unknown", ("mine", "--method", "bm25", "--stopwords", "klingon"),
+         "field 'stopwords': no stopword list for 'klingon'"),
+    Case("mine-stemmer-unknown", ("mine", "--method", "bm25", "--stemmer", "klingon"),
+         "field 'stemmer': PyStemmer has no stemmer for 'klingon'"),
+    Case("mine-k1-negative", ("mine", "--method", "bm25", "--k1", "-1"), "field 'k1': must be >= 0"),
+    Case("mine-b-above-one", ("mine", "--method", "bm25", "--b", "5"), "field 'b': must be between 0 and 1"),
+    Case("mine-method-setting-outside-its-table", ("mine", "--config", "{files}/mine_flat_k1.toml"),
+         "[mine] unknown field 'k1': it is a setting of [mine.bm25]"),
+    Case("iterate-first-unknown", ("iterate", "--first", "bm52", "--model", "{files}/bogus_model"),
+         "field 'first': 'bm52' is neither in-batch nor a mining method"),
+]
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in METHOD_CASES])
+def test_bad_method_settings_are_one_line_exit_2_and_write_nothing(case: Case, prepared: Path, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch):
+    (prepared / "files" / "mine_flat_k1.toml").write_text('[mine]\nmethod = "bm25"\nk1 = 0.9\n')
+    test_bad_input_is_one_line_exit_2_and_writes_nothing(case, prepared, tmp_path, monkeypatch)
+
+
+# -- train: ranges, a loss's settings, runs that cannot learn or diverge, export and data paths, eval splits --
+
+TRAIN_CASES = [
+    Case("train-lr-inf", ("train", "--lr", "inf", "--max-steps", "2"), "field 'lr'"),
+    Case("train-lr-zero", ("train", "--lr", "0"), "field 'lr': must be > 0"),
+    Case("train-temperature-zero", ("train", "--temperature", "0"), "field 'temperature': must be > 0"),
+    Case("train-mini-batch-size-zero", ("train", "--loss", "cached-mnrl", "--mini-batch-size", "0"),
+         "field 'mini_batch_size': must be >= 1"),
+    Case("train-unknown-loss", ("train", "--loss", "gits"), "unknown loss 'gits' — did you mean 'gist'?"),
+    Case("train-guide-model-outside-its-table", ("train", "--config", "{files}/train_flat_guide.toml"),
+         "[train] unknown field 'guide_model': it is a setting of [train.gist]"),
+    Case("train-old-dtype-in-a-file", ("train", "--config", "{files}/train_old_dtype.toml"),
+         "[train] field 'dtype' is now 'precision'"),
+    Case("train-dtype-and-precision", ("train", "--dtype", "bfloat16", "--precision", "f32"),
+         "--dtype is the old name of --precision"),
+    Case("train-fp16-on-cpu", ("train", "--precision", "fp16", "--device", "cpu"),
+         "field 'precision': fp16 autocast needs a CUDA GPU"),
+    Case("train-loss-goes-nan", ("train", "--from", "compose@latest", "--model", "{files}/tiny/tiny-model", "--lr",
+                                 "1e30", "--max-steps", "3", "--warmup-ratio", "0", "--device", "cpu"),
+         "the loss became NaN at step 2 — lower --lr"),
+    Case("train-weights-overflow", ("train", "--from", "compose@latest", "--model", "{files}/tiny/tiny-model", "--lr",
+                                    "1e30", "--max-steps", "2", "--device", "cpu"),
+         "embeddings are NaN or infinite after step 2 (its weights overflowed) — lower --lr"),
+    Case("train-cannot-take-a-step", ("train", "--from", "compose@latest", "--model", "{files}/bogus_model",
+                                      "--batch-size", "100000", "--min-steps", "0"),
+         "this run cannot learn: 1 optimizer step"),
+    Case("train-export-dir-is-a-file", ("train", "--from", "compose@latest", "--model", "{files}/bogus_model",
+                                        "--export-dir", "{files}/afile"),
+         "field 'export_dir': "),
+    Case("train-pairs-path-and-from", ("train", "--from", "compose@latest", "--pairs-path", "{files}/wrong.jsonl",
+                                       "--model", "{files}/bogus_model"),
+         "give --from or --pairs-path, not both"),
+    Case("eval-split-without-queries", ("eval", "--data-dir", "{files}/nodev_data", "--model", "{files}/bogus_model",
+                                        "--data", "compose@latest"),
+         "the dev split has no query with a relevant document", own_data_dir=True),
+]
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in TRAIN_CASES])
+def test_bad_training_input_is_one_line_exit_2_and_writes_nothing(case: Case, prepared: Path, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch):
+    files = prepared / "files"
+    (files / "train_flat_guide.toml").write_text('[train]\nloss = "gist"\nguide_model = "x"\n')
+    (files / "train_old_dtype.toml").write_text('[train]\ndtype = "bfloat16"\n')
+    if not (files / "tiny").is_dir():  # a model that really trains, for the runs that diverge
+        from tests.tiny_model import build_tiny_model
+
+        build_tiny_model(files / "tiny")
+    if not (files / "nodev_data").is_dir():  # data composed with no dev and no test split
+        result = runner.invoke(app, ["compose", "-q", "--input", str(files / "good.csv"), "--data-dir",
+                                     str(files / "nodev_data"), "--dev-fraction", "0", "--test-fraction", "0"])
+        assert result.exit_code == 0, result.output
+    test_bad_input_is_one_line_exit_2_and_writes_nothing(case, prepared, tmp_path, monkeypatch)

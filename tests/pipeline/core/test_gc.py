@@ -11,7 +11,6 @@ from pathlib import Path
 
 from pipe_embed.pipeline.core import gc
 from pipe_embed.pipeline.core.store import HOST, StageResult, Store
-
 from tests.pipeline.core.test_store import _dead_pid
 
 
@@ -53,11 +52,12 @@ def test_leftovers_of_dead_runs_on_this_host_are_removed_and_others_kept(store: 
     todo = gc.plan(store)
     assert {i.path for i in todo.act} == {stale_tmp, stale_old, stale_del}
     assert {i.path for i in todo.kept} == {live, other, legacy}
-    assert todo.bytes == 1700
+    on_disk = sum(gc.dir_size(p) for p in (stale_tmp, stale_old, stale_del))  # what removing them frees
+    assert todo.bytes == on_disk >= 1700
     assert all(p.exists() for p in (stale_tmp, stale_old, stale_del))  # planning deletes nothing
 
     done = gc.apply(store, todo)
-    assert {i.path for i in done.removed} == {stale_tmp, stale_old, stale_del} and done.bytes == 1700
+    assert {i.path for i in done.removed} == {stale_tmp, stale_old, stale_del} and done.bytes == on_disk
     assert not any(p.exists() for p in (stale_tmp, stale_old, stale_del))
     assert live.exists() and other.exists() and legacy.exists()
     assert len(store.versions("demo")) == 1
@@ -129,8 +129,9 @@ def test_human_size():
 
 
 def test_pipe_gc_is_a_dry_run_with_sizes_until_yes(store: Store):
-    from pipe_embed.pipeline.cli import app
     from typer.testing import CliRunner
+
+    from pipe_embed.pipeline.cli import app
 
     _run(store, "demo", {"k": 1})
     _run(store, "demo", {"k": 2})  # demo@latest: the first one is unreferenced
@@ -138,10 +139,98 @@ def test_pipe_gc_is_a_dry_run_with_sizes_until_yes(store: Store):
     runner = CliRunner()
     dry = runner.invoke(app, ["gc", "--data-dir", str(store.root)])
     assert dry.exit_code == 0, dry.output
-    assert f"remove      2.0 KB  {stale}  work dir of a dead run" in dry.stdout
+    assert f"remove {gc.human_size(gc.dir_size(stale)):>11}  {stale}  work dir of a dead run" in dry.stdout
     assert "dry run: nothing changed" in dry.stdout and stale.exists()
     done = runner.invoke(app, ["gc", "--unreferenced", "--yes", "--data-dir", str(store.root)])
     assert done.exit_code == 0, done.output
     assert "removed 2" in done.stdout and not stale.exists() and len(store.versions("demo")) == 1
     again = runner.invoke(app, ["gc", "--unreferenced", "--data-dir", str(store.root)])
     assert again.exit_code == 0 and "nothing to remove" in again.stdout
+
+
+def test_sizes_are_what_removing_frees(store: Store):
+    work = store.stage_dir("demo") / ".work-0123456789ab"
+    work.mkdir(parents=True)
+    with open(work / "sparse.bin", "wb") as fh:  # 1 GiB long, almost nothing on disk
+        fh.truncate(1 << 30)
+    (work / "data.bin").write_bytes(os.urandom(64 * 1024))
+    os.link(work / "data.bin", work / "same.bin")  # a hard link frees nothing more
+    [item] = gc.plan(store).act
+    assert item.path == work and 64 * 1024 <= item.bytes < 1024 * 1024
+
+
+def test_kept_leftovers_show_their_size(store: Store):
+    _run(store, "demo", {"k": 1})
+    other = _leftover(store.stage_dir("demo"), f".tmp-eee-otherhost-{_dead_pid()}-12345678", 5000)
+    [kept] = gc.plan(store).kept
+    assert kept.path == other and kept.bytes >= 5000
+
+
+def test_removing_a_linked_artifact_leaves_no_del_link(store: Store, tmp_path: Path):
+    kept = _run(store, "demo", {"k": 1})
+    target = _run(store, "other", {"k": 2})
+    link = store.stage_dir("demo") / "0123456789ab"
+    shutil.copytree(kept.path, tmp_path / "copy")
+    manifest = json.loads((tmp_path / "copy" / "manifest.json").read_text())
+    manifest["version"] = "0123456789ab"
+    (tmp_path / "copy" / "manifest.json").write_text(json.dumps(manifest))
+    shutil.move(str(tmp_path / "copy"), store.root / "copy")
+    link.symlink_to(store.root / "copy", target_is_directory=True)  # inside the data dir: an artifact
+    time.sleep(0.01)
+    os.utime(kept.file("manifest.json"))  # demo@latest is the real one; the link is unreferenced
+    todo = gc.plan(store, unreferenced_artifacts=True)
+    assert link in [i.path for i in todo.act]
+    done = gc.apply(store, todo)
+    assert link in [i.path for i in done.removed] and not done.skipped
+    assert not [p for p in store.stage_dir("demo").iterdir() if p.name.startswith(".del-")]
+    assert (store.root / "copy").is_dir() and target.path.is_dir()  # a link is removed, never followed
+
+
+def test_a_left_over_del_link_is_removed(store: Store, tmp_path: Path):
+    _run(store, "demo", {"k": 1})
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "keep.txt").write_text("not the store's")
+    link = store.stage_dir("demo") / f".del-0123456789ab-{HOST}-{_dead_pid()}-12345678"
+    link.symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    todo = gc.plan(store)
+    assert [i.path for i in todo.act] == [link]
+    gc.apply(store, todo)
+    assert not os.path.lexists(link) and (tmp_path / "elsewhere" / "keep.txt").is_file()
+
+
+def test_ls_and_gc_show_a_corrupt_artifact(store: Store):
+    from typer.testing import CliRunner
+
+    from pipe_embed.pipeline.cli import app
+
+    good = _run(store, "demo", {"k": 1})
+    bad = store.stage_dir("demo") / "0123456789ab"
+    bad.mkdir()
+    (bad / "manifest.json").write_text("{not json")
+    runner = CliRunner()
+    listed = runner.invoke(app, ["ls", "--json", "--data-dir", str(store.root)])
+    assert listed.exit_code == 0, listed.output
+    rows = json.loads(listed.stdout)
+    assert [r["ref"] for r in rows] == [good.ref, "demo/0123456789ab"]
+    assert "not valid JSON" in rows[1]["corrupt"]
+    table = runner.invoke(app, ["ls", "--data-dir", str(store.root)])
+    assert "demo/0123456789ab (corrupt)" in table.stdout
+    planned = runner.invoke(app, ["gc", "--unreferenced", "--data-dir", str(store.root)])
+    assert planned.exit_code == 0, planned.output
+    assert f"{bad}  corrupt artifact: manifest.json is not valid JSON" in planned.stdout
+    assert "nothing to remove" in planned.stdout  # shown, kept, and it blocks nothing
+    assert bad.is_dir()
+
+
+def test_ls_of_an_unknown_stage_names_the_known_ones(store: Store):
+    from typer.testing import CliRunner
+
+    from pipe_embed.pipeline.cli import app
+
+    _run(store, "demo", {"k": 1})
+    result = CliRunner().invoke(app, ["ls", "bogus", "--data-dir", str(store.root)])
+    assert result.exit_code == 2
+    assert "error: unknown stage 'bogus' — known stages: crawl, compose, mine" in result.stderr
+    assert "demo" in result.stderr
+    empty = CliRunner().invoke(app, ["ls", "mine", "--data-dir", str(store.root)])
+    assert empty.exit_code == 0 and "no artifacts" in empty.stdout

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from pipe_embed.pipeline.core.errors import InputError
 from pipe_embed.pipeline.core.pairs import doc_id, iter_jsonl, read_corpus, read_pairs, require_file
 
@@ -78,3 +79,19 @@ def test_read_corpus_ids_and_types(tmp_path: Path):
     bad = _jsonl(tmp_path / "bad.jsonl", {"id": "a", "text": ["x"]})
     with pytest.raises(InputError, match=r"bad.jsonl:1: column 'text': expected text, got a list"):
         read_corpus(bad)
+
+
+def test_written_jsonl_is_strict_json(tmp_path: Path):
+    import math
+
+    from pipe_embed.pipeline.core.pairs import write_jsonl
+
+    path = tmp_path / "pairs.jsonl"
+    good = {"anchor": "a", "positive": "b", "hard_negatives": ["c"], "negative_scores": [0.5]}
+    bad = {**good, "negative_scores": [0.5, math.nan]}
+    with pytest.raises(InputError, match=r"pairs.jsonl:2: field 'negative_scores\[1\]' is not a finite number"):
+        write_jsonl(path, [good, bad])
+    assert not path.exists() and not list(tmp_path.iterdir())  # nothing half-written
+    with pytest.raises(InputError, match=r"field 'group.score' is not a finite number"):
+        write_jsonl(path, [{**good, "group": {"score": math.inf}}])
+    assert write_jsonl(path, [good]) == 1 and json.loads(path.read_text()) == good

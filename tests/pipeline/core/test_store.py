@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from pipe_embed.pipeline.core.errors import PipeError
 from pipe_embed.pipeline.core.store import (
     HOST,
@@ -278,3 +279,162 @@ def test_data_dir_that_is_a_file(tmp_path: Path):
     with pytest.raises(PipeError, match="the data dir lies under a file"):
         Store(afile / "data")
     Store(tmp_path / "new" / "data")  # missing: fine, created on the first run
+
+
+# -- a read-only or full disk ---------------------------------------------------------------------
+
+def test_a_cache_hit_is_served_from_a_read_only_store(store: Store, monkeypatch: pytest.MonkeyPatch):
+    from tests.pipeline.read_only import refuse_writes
+
+    first = _run(store, {"k": 1}, _writer("a"))
+    refuse_writes(monkeypatch, store.root)
+    again = _run(store, {"k": 1}, _writer("a"))  # no lock, no directory: nothing to write
+    assert again.cached and again.artifact.version == first.artifact.version
+    with pytest.raises(PipeError, match=r"the data dir is read-only, so the demo artifact cannot be written"):
+        _run(store, {"k": 2}, _writer("b"))
+    assert [a.version for a in store.versions("demo")] == [first.artifact.version]
+
+
+def test_a_full_disk_is_one_line_and_leaves_nothing(store: Store):
+    import errno
+
+    def full(work: Path) -> StageResult:
+        (work / "half.jsonl").write_text("{}\n")
+        raise OSError(errno.ENOSPC, "No space left on device", str(work / "out.jsonl"))
+
+    with pytest.raises(PipeError, match=r"out.jsonl: cannot write the demo artifact: No space left on device — "
+                                        r"the disk is full"):
+        _run(store, {"k": 1}, full)
+    assert store.versions("demo") == []
+    assert [p.name for p in store.stage_dir("demo").iterdir()] == [".locks"]
+
+
+def test_a_file_where_the_stage_dir_belongs(store: Store):
+    store.root.mkdir(parents=True)
+    (store.root / "demo").write_text("not a directory")
+    with pytest.raises(PipeError, match=r"demo: the demo stage dir is a file, not a directory"):
+        _run(store, {"k": 1}, _writer("a"))
+
+
+def test_an_empty_data_dir_is_refused():
+    with pytest.raises(PipeError, match=r"the data dir is empty"):
+        Store("")
+
+
+# -- integrity ------------------------------------------------------------------------------------
+
+def test_an_artifact_linked_from_outside_is_never_listed_shown_or_read(store: Store, tmp_path: Path):
+    inside = _run(store, {"k": 1}, _writer("a")).artifact
+    elsewhere = _manifest_dir(tmp_path / "elsewhere" / "demo" / "0123456789ab", "demo", "0123456789ab")
+    (store.stage_dir("demo") / "0123456789ab").symlink_to(elsewhere, target_is_directory=True)
+    (store.root / "linked").symlink_to(tmp_path / "elsewhere" / "demo", target_is_directory=True)
+    assert [a.version for a in store.versions("demo")] == [inside.version]
+    assert store.get("demo", "0123456789ab") is None and store.versions("linked") == []
+    assert "linked" not in store.stage_names() and store.stages() == ["demo"]
+    with pytest.raises(PipeError, match="no 'demo' version starts with '0123'"):
+        store.resolve("demo@0123")
+    with pytest.raises(PipeError, match="outside the data dir"):
+        store.resolve(str(store.stage_dir("demo") / "0123456789ab"))
+
+
+def test_a_tampered_input_is_refused_before_the_stage_runs(store: Store):
+    parent = store.run(stage="compose", format_version=1, config={}, inputs=[], build=_writer("p")).artifact
+    calls: list[int] = []
+    _run(store, {"k": 1}, _writer("c", calls), inputs=[parent])  # as written: trusted by size + mtime
+    path = parent.file("out.jsonl")
+    text = path.read_text()
+    path.write_text(text.replace('"p"', '"q"'))  # same size, new content, new mtime
+    with pytest.raises(PipeError, match=r"compose@\w+: out.jsonl does not match the sha256 its manifest lists"):
+        _run(store, {"k": 2}, _writer("c", calls), inputs=[parent])
+    path.write_text(text + "more\n")
+    with pytest.raises(PipeError, match=r"out.jsonl has \d+ bytes where the manifest lists \d+"):
+        _run(store, {"k": 2}, _writer("c", calls), inputs=[parent])
+    path.unlink()
+    with pytest.raises(PipeError, match=r"out.jsonl is missing"):
+        _run(store, {"k": 2}, _writer("c", calls), inputs=[parent])
+    path.write_text(text)  # the same bytes again (a new mtime): the full hash agrees
+    _run(store, {"k": 2}, _writer("c", calls), inputs=[parent])
+    assert len(calls) == 2 and len(store.versions("demo")) == 2
+
+
+def test_the_fast_check_trusts_size_and_mtime_and_hashes_otherwise(store: Store, monkeypatch: pytest.MonkeyPatch):
+    from pipe_embed.pipeline.core import store as store_module
+
+    art = _run(store, {"k": 1}, _writer("a")).artifact
+    entry = art.manifest["files"]["out.jsonl"]
+    assert entry["mtime_ns"] == art.file("out.jsonl").stat().st_mtime_ns
+    hashed: list[Path] = []
+    real = store_module.hash_file
+    monkeypatch.setattr(store_module, "hash_file", lambda p: hashed.append(Path(p)) or real(p))
+    store.verify(art)
+    assert hashed == []
+    os.utime(art.file("out.jsonl"), ns=(entry["mtime_ns"] + 10**9, entry["mtime_ns"] + 10**9))
+    store.verify(art)
+    assert hashed == [art.file("out.jsonl")]
+
+
+def test_latest_follows_the_store_record_not_the_finished_claim(store: Store):
+    old = _run(store, {"k": 1}, _writer("a")).artifact
+    manifest = json.loads(old.file(MANIFEST).read_text())
+    manifest["finished"] = "2099-01-01T00:00:00.000+00:00"
+    old.file(MANIFEST).write_text(json.dumps(manifest))
+    past = time.time() - 3600
+    os.utime(old.file(MANIFEST), (past, past))  # the store wrote it an hour ago, whatever it claims
+    new = _run(store, {"k": 2}, _writer("b")).artifact
+    assert store.resolve("demo@latest").version == new.version
+    from pipe_embed.pipeline.core.listing import artifact_rows
+
+    assert [r["ref"] for r in artifact_rows(store)] == [new.ref, old.ref]
+
+
+@pytest.mark.parametrize("content, why", [
+    ("{broken", "manifest.json is not valid JSON (line 1"),
+    ("[1, 2]", "manifest.json is not a JSON object"),
+    (b"\xff\xfe", "manifest.json is not UTF-8 text"),
+    ('{"stage": "demo", "version": "ffffffffffff"}', "manifest.json names demo@ffffffffffff"),
+])
+def test_a_corrupt_manifest_is_reported_not_invisible(store: Store, content: str | bytes, why: str):
+    good = _run(store, {"k": 1}, _writer("a")).artifact
+    bad = store.stage_dir("demo") / "0123456789ab"
+    bad.mkdir()
+    (bad / MANIFEST).write_bytes(content if isinstance(content, bytes) else content.encode())
+    assert [a.version for a in store.versions("demo")] == [good.version]
+    [(path, reason)] = store.corrupt("demo")
+    assert path == bad and why in reason
+    with pytest.raises(PipeError, match="a corrupt artifact"):
+        store.resolve(str(bad))
+    from pipe_embed.pipeline.core.listing import artifact_rows
+
+    rows = artifact_rows(store)
+    assert rows[0]["ref"] == good.ref and rows[-1]["ref"] == "demo/0123456789ab" and why in rows[-1]["corrupt"]
+
+
+def test_only_corrupt_artifacts_say_so(store: Store):
+    bad = store.stage_dir("demo") / "0123456789ab"
+    bad.mkdir(parents=True)
+    (bad / MANIFEST).write_text("{")
+    with pytest.raises(PipeError, match=r"no readable 'demo' artifact .*0123456789ab is corrupt"):
+        store.resolve("demo@latest")
+
+
+def test_a_missing_path_ref_says_so(store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(PipeError, match=r"^in/x: no such file or directory"):
+        store.resolve("in/x")
+    with pytest.raises(PipeError, match=r"^x\.csv: not a stage name, and no such file or directory"):
+        store.resolve("x.csv")
+    (tmp_path / "in").mkdir()
+    with pytest.raises(PipeError, match=r"^\./in: a directory outside the data dir"):
+        store.resolve("./in")
+
+
+def test_the_manifest_is_strict_json(store: Store):
+    def build(work: Path) -> StageResult:
+        (work / "out.jsonl").write_text("{}\n")
+        return StageResult(stats={"mean": float("nan")}, metrics={"mrr@10": float("inf"), "ok": 0.5})
+
+    art = _run(store, {"k": 1}, build).artifact
+    text = art.file(MANIFEST).read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    manifest = json.loads(text, parse_constant=lambda name: pytest.fail(f"bare {name} in the manifest"))
+    assert manifest["stats"]["mean"] is None and manifest["metrics"] == {"mrr@10": None, "ok": 0.5}
