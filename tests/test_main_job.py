@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -42,6 +44,7 @@ rounds = 2
     return path
 
 
+@pytest.mark.slow
 def test_main_script_runs_the_whole_chain_and_prints_absolute_results(tmp_path: Path, tiny_model_path: Path):
     config = tiny_config(tmp_path / "pipe.toml", tiny_model_path)
     data = tmp_path / "data"

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pipe_embed.pipeline.core.console import console, info, quiet
+from pipe_embed.pipeline.core.errors import PipeError
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -252,6 +253,35 @@ def best_metric_key(entries: list[dict[str, Any]], metric: str) -> str | None:
     return None
 
 
+class NonFiniteTraining(PipeError):
+    """The loss or the weights became NaN or infinite: the run fails, keeps nothing and names what to change."""
+
+    def __init__(self, what: str, config: Any) -> None:
+        fix = f"lower --lr (it is {config.lr:g})"
+        if config.precision == "fp16":
+            fix += ", or train with --precision bf16 or f32"
+        super().__init__(f"{what} — {fix}")
+
+
+def non_finite(value: float | None) -> str | None:
+    """'NaN' or 'inf' for a value that is not finite, else None."""
+    if value is None or math.isfinite(value):
+        return None
+    return "NaN" if math.isnan(value) else "inf"
+
+
+class FiniteLossCallback(TrainerCallback):
+    """Stop the run at the first logged training loss that is NaN or infinite (NonFiniteTraining)."""
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any) -> None:
+        bad = non_finite((logs or {}).get("loss"))
+        if bad:
+            raise NonFiniteTraining(f"the loss became {bad} at step {state.global_step}", self.config)
+
+
 class EvalReportCallback(TrainerCallback):
     """Hand every dev evaluation (the metric that picks the best checkpoint) to `report(step, value)`;
     when it answers True the run stops with RunStopped.
@@ -305,6 +335,8 @@ __all__ = [
     "STEP_LOG",
     "STOPPED_FILE",
     "EvalReportCallback",
+    "FiniteLossCallback",
+    "NonFiniteTraining",
     "RunStopped",
     "best_metric_key",
     "metric_history",

@@ -67,6 +67,10 @@ def model_card(*, base_model: str, data_ref: str | None, config: dict[str, Any],
         lines += ["", "Training: " + ", ".join(f"{k} {_fmt(v)}" for k, v in train.items())]
     lines += ["", "## Config", "", "| field | value |", "|---|---|"]
     for key in sorted(config):
+        if key == "params" and isinstance(config[key], dict):  # the loss's own settings: gist.guide_model …
+            for section, values in sorted(config[key].items()):
+                lines += [f"| {section}.{name} | {_fmt(value)} |" for name, value in sorted(dict(values).items())]
+            continue
         lines.append(f"| {key} | {_fmt(config[key])} |")
     return "\n".join(lines) + "\n"
 

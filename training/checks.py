@@ -1,5 +1,6 @@
-"""Can this run learn? Checks before training (too few steps, a learning rate stuck at 0) and after
-(did the weights move at all), so a run that cannot change the model says so instead of succeeding.
+"""Can this run learn? Checks before training (too few steps, a learning rate stuck at 0), while it
+trains (the loss stays finite) and after (the weights are finite and moved at all), so a run that
+cannot change the model, or breaks it, says so instead of succeeding.
 
 Mirrors how transformers plans a run: batches per epoch = ceil(rows / batch size) (no-duplicates
 sampler, last batch kept), optimizer steps = ceil(batches / accumulation) x epochs unless
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipe_embed.pipeline.core.console import debug
+from pipe_embed.training.callbacks import NonFiniteTraining
 from pipe_embed.training.config import TrainConfig
 
 MIN_STEPS = 10  # fewer optimizer steps than this barely move a pretrained model
@@ -106,6 +108,36 @@ class WeightSnapshot:
         return largest
 
 
+def non_finite_weight(model: Any) -> str | None:
+    """The name of the first parameter holding a NaN or an infinity, else None."""
+    import torch
+
+    for name, param in model.named_parameters():
+        if not bool(torch.isfinite(param.detach()).all()):
+            return name
+    return None
+
+
+def check_finite_weights(model: Any, config: TrainConfig, step: int) -> None:
+    """Refuse to keep a model whose weights went NaN/inf (e.g. after a last step with a huge learning rate)."""
+    name = non_finite_weight(model)
+    if name is not None:
+        raise NonFiniteTraining(f"the weights became non-finite by step {step} ({name})", config)
+
+
+def check_finite_outputs(model: Any, texts: list[str], config: TrainConfig, step: int) -> None:
+    """Refuse a model whose weights are finite but so large that its embeddings overflow to NaN/inf."""
+    if not texts:
+        return
+    import torch
+
+    with torch.no_grad():
+        vectors = model.encode(texts, convert_to_tensor=True, show_progress_bar=False)
+    if not bool(torch.isfinite(vectors).all()):
+        raise NonFiniteTraining(f"the trained model's embeddings are NaN or infinite after step {step} "
+                                "(its weights overflowed)", config)
+
+
 def one_query_noise(metrics: dict[str, Any]) -> float:
     """How far one query can move a mean-over-queries metric (1 / queries); 0.0 when the count is unknown."""
     queries = metrics.get("queries")
@@ -132,5 +164,6 @@ def unchanged_warning(plan: StepPlan) -> str:
             "— lower --batch-size, raise --epochs or --lr, or pass --warmup-ratio 0")
 
 
-__all__ = ["MIN_STEPS", "StepPlan", "WeightSnapshot", "below_base_warning", "one_query_noise", "plan_steps", "plan_warning",
+__all__ = ["MIN_STEPS", "StepPlan", "WeightSnapshot", "below_base_warning", "check_finite_outputs",
+           "check_finite_weights", "non_finite_weight", "one_query_noise", "plan_steps", "plan_warning",
            "unchanged_warning", "with_min_steps"]

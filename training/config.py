@@ -10,37 +10,38 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, get_type_hints
+from typing import Any, ClassVar, Literal, get_type_hints
 
 from pipe_embed.pipeline.core.config import (
     _coerce,
     build_config,
+    keep_sections,
     load_config,
     option,
     read_config_file,
 )
 from pipe_embed.pipeline.core.errors import ConfigError
 from pipe_embed.pipeline.core.models import DEFAULT_MODEL
+from pipe_embed.pipeline.core.plugins import Registry
+from pipe_embed.training.losses import LOSSES, Loss
+from pipe_embed.training.precision import DTYPE_NAMES, PRECISIONS, precision_of_dtype
 
-LOSSES = ("mnrl", "cached-mnrl", "gist", "symmetric")
 POOLINGS = ("model", "mean", "cls", "lasttoken", "max")
 METRICS = ("mrr@10", "ndcg@10", "recall@1", "recall@5", "recall@10")
-DTYPES = ("auto", "float32", "float16", "bfloat16")
 
 
 @dataclass
 class TrainConfig:
     """How `pipe train` fine-tunes an embedding model on anchor/positive/negatives rows."""
 
+    SECTIONS: ClassVar[Registry[Loss]] = LOSSES  # each loss's settings: [train.<loss>] and a --help panel
     model: str = option(DEFAULT_MODEL, "Base model: hub id, local directory, or a previous round's model dir.")
     tokenizer: str | None = option(None, "Tokenizer id/path when it differs from the model's.")
-    loss: Literal["mnrl", "cached-mnrl", "gist", "symmetric"] = option(
-        "mnrl", "mnrl (in-batch + mined negatives), cached-mnrl (GradCache, big batches in small memory), gist, "
-                "symmetric (term->definition and definition->term, weighted by q2d_weight/d2q_weight).")
+    loss: str = option(
+        "mnrl", f"Loss by name ({', '.join(LOSSES.names())}); a loss's own settings are the flags of its panel "
+                "below and the keys of its [train.<loss>] table.")
     temperature: float | None = option(
-        None, "Softmax temperature (scale = 1/temperature); unset: the loss's own (0.05 mnrl, 0.01 gist).")
-    guide_model: str | None = option(None, "gist: the guide model (default: the base model, frozen).")
-    mini_batch_size: int = option(16, "cached-mnrl: GradCache mini-batch size (memory bound, not the batch).")
+        None, "Softmax temperature of every loss (scale = 1/temperature); unset: the loss's own (0.05; gist 0.01).")
     epochs: int = option(1, "Passes over the training rows.")
     max_steps: int = option(0, "Stop after this many optimizer steps (0 = epochs decide).")
     min_steps: int = option(100, "Raise epochs (whole passes) until training takes at least this many optimizer steps, "
@@ -72,8 +73,9 @@ class TrainConfig:
     lora_merge: bool = option(True, "Merge the adapters into the weights and write a full model.")
     qlora: bool = option(False, "Load the base model in 4 bit for LoRA (needs a CUDA GPU and bitsandbytes).")
     device: str = option("auto", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")
-    dtype: Literal["auto", "float32", "float16", "bfloat16"] = option(
-        "auto", "Mixed precision: auto (bf16/fp16 on CUDA, fp32 elsewhere), float32, float16, bfloat16.")
+    precision: Literal["auto", "f32", "bf16", "fp16"] = option(
+        "auto", "auto: bf16 autocast on a CPU with amx_bf16/avx512_bf16 or a bf16 GPU, fp16 on other GPUs, else f32; "
+                "f32, bf16, fp16 (CUDA). Part of the version, as the precision auto chose (bf16 trains other weights).")
     grad_checkpointing: bool = option(False, "Recompute activations in backward (less memory, slower).")
     pad_to_multiple_of: int = option(0, "Pad token batches to a multiple of this (0 = off; 8 helps tensor cores).")
     num_workers: int = option(0, "Data loader worker processes (not part of the version).", versioned=False)
@@ -87,7 +89,9 @@ class TrainConfig:
                                   versioned=False)
     trust_remote_code: bool = option(False, "Run model code shipped with the model (off unless you trust it).")
     local_files_only: bool = option(False, "Never contact a model hub (not part of the version).", versioned=False)
-    pairs_path: str | None = option(None, "Train on this pairs file instead of an artifact (no dev split).")
+    pairs_path: str | None = option(None, "Train on this pairs JSONL file instead of an artifact (no dev split; not with "
+                                          "--from; its content, not its path, is part of the version).",
+                                    versioned=False)
     export_dir: str | None = option(None, "Also copy the trained model here (not part of the version).",
                                     versioned=False)
     # issue 11 part A: learning-rate schedules, the symmetric loss, prompt-free/last-token pooling, streaming
@@ -95,8 +99,6 @@ class TrainConfig:
         "linear", "Learning-rate schedule after warmup: linear decay, cosine, cosine_with_restarts, constant_with_warmup.")
     warmup_steps: int = option(0, "Warmup optimizer steps; when > 0 it wins over warmup_ratio.")
     lr_cycles: int = option(1, "cosine_with_restarts: number of cosine cycles (each ends in a restart).")
-    q2d_weight: float = option(0.5, "symmetric loss: weight of term -> definition (in-batch + mined negatives).")
-    d2q_weight: float = option(0.5, "symmetric loss: weight of definition -> term (the batch's terms).")
     pool_prompt: bool | None = option(
         None, "Pool over the instruction prefix's tokens too; off (--no-pool-prompt): over the text only, as KURE "
               "(unset: as the model saved it).")
@@ -118,10 +120,15 @@ class TrainConfig:
     eval_with_dev: bool = option(True, "With eval_data: count the training data's own dev split among the sets averaged.")
     with_dev: bool = option(False, "Refit: train on the train and dev splits together (once the schedule was chosen "
                                    "on dev); nothing is left to evaluate on, so the last step's model is kept.")
+    params: dict[str, Any] = option({}, "Each loss's own settings, by loss name ([train.gist] …).", cli=False)
 
     def validate(self) -> None:
         """Reject values that cannot train, naming the field."""
-        positive = ("epochs", "batch_size", "grad_accum_steps", "lora_r", "lora_alpha", "mini_batch_size")
+        entry = self.loss_entry()  # an unknown loss is a config error naming the known ones
+        if entry.needs_scores and self.stream:
+            raise ConfigError(f"field 'stream': the {self.loss} loss reads the rows' scores, which streaming does not carry",
+                              hint="drop --stream")
+        positive = ("epochs", "batch_size", "grad_accum_steps", "lora_r", "lora_alpha")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"field '{name}': must be >= 1, got {getattr(self, name)}")
@@ -159,17 +166,11 @@ class TrainConfig:
         self._validate_part_b()
 
     def _validate_part_a(self) -> None:
-        """Schedules, symmetric-loss weights (issue 11 part A)."""
+        """Schedules (issue 11 part A)."""
         if self.warmup_steps < 0:
             raise ConfigError(f"field 'warmup_steps': must be >= 0, got {self.warmup_steps}")
         if self.lr_cycles < 1:
             raise ConfigError(f"field 'lr_cycles': must be >= 1, got {self.lr_cycles}")
-        for name in ("q2d_weight", "d2q_weight"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"field '{name}': must be >= 0, got {getattr(self, name)}")
-        if self.loss == "symmetric" and self.q2d_weight + self.d2q_weight <= 0:
-            raise ConfigError("field 'q2d_weight': q2d_weight and d2q_weight are both 0: the loss would be 0",
-                              hint="e.g. --q2d-weight 0.2 --d2q-weight 0.8")
 
     def _validate_part_b(self) -> None:
         """Trackers (issue 11 part B): known names, `none` alone, the package installed."""
@@ -177,6 +178,22 @@ class TrainConfig:
 
         self.report_to = normalize_report_to(self.report_to)
         check_installed([t for t in self.report_to if t != "tensorboard"])  # TensorBoard is optional, as before
+
+    def loss_entry(self) -> Loss:
+        """The chosen loss's registry entry."""
+        return LOSSES.get(self.loss)
+
+    def loss_params(self) -> Any:
+        """The chosen loss's settings, typed (None for a loss without any; defaults where none were given)."""
+        entry = self.loss_entry()
+        value = self.params.get(self.loss)
+        if entry.params is None or isinstance(value, entry.params):
+            return None if entry.params is None else value
+        return build_config(entry.params, dict(value or {}), "", f"train.{self.loss}")
+
+    def resolved(self) -> TrainConfig:
+        """The config as a run records and versions it: only the chosen loss's settings."""
+        return keep_sections(self, [self.loss])
 
 
 @dataclass
@@ -209,13 +226,13 @@ SEED_FIELDS: dict[str, str | None] = {
     "hf.trust_remote_code": "trust_remote_code",
     "hf.local_files_only": "local_files_only",
     "device.device": "device",
-    "device.dtype": "dtype",
+    "device.dtype": "precision",
     "train.batch_size": "batch_size",
     "train.epochs": "epochs",
     "train.max_length": "max_length",
     "train.grad_accum_steps": "grad_accum_steps",
     "train.pad_to_multiple_of": "pad_to_multiple_of",
-    "train.fp16": "dtype",
+    "train.fp16": "precision",
     "train.grad_checkpointing": "grad_checkpointing",
     "train.num_workers": "num_workers",
     "train.steps_per_epoch": "steps_per_epoch",
@@ -234,8 +251,6 @@ SEED_IGNORED = {
 }
 SEED_SECTIONS = ("hf", "device", "train", "optim", "data", "output")
 _OPTIMIZER_ALIASES = {"adamw": "auto", "adam": "auto"}  # the seed trainers' AdamW: transformers' default
-_DTYPE_ALIASES = {"fp32": "float32", "float32": "float32", "fp16": "float16", "float16": "float16",
-                  "half": "float16", "bf16": "bfloat16", "bfloat16": "bfloat16", "auto": "auto"}
 
 
 def is_seed_config(data: dict[str, Any]) -> bool:
@@ -275,13 +290,13 @@ def seed_to_values(data: dict[str, Any], where: str = "") -> dict[str, Any]:
             continue
         if key == "train.fp16":
             if _coerce(value, bool, key, where):
-                values["dtype"] = "float16"
+                values["precision"] = "fp16"
             continue
         if key == "device.dtype":
-            text = str(value).lower().removeprefix("torch.")
-            if text not in _DTYPE_ALIASES:
-                raise ConfigError(f"{where}field '{key}': {value!r} is not one of auto, float32, float16, bfloat16")
-            values.setdefault("dtype", _DTYPE_ALIASES[text])
+            try:
+                values.setdefault("precision", precision_of_dtype(value, key))
+            except ConfigError as exc:
+                raise ConfigError(f"{where}{exc.message}") from None
             continue
         if key == "optim.name":
             text = _coerce(value, str, key, where).lower()
@@ -320,6 +335,12 @@ def load_train_config(file: str | Path | None = None, overrides: dict[str, Any] 
                 if value is not None:
                     values[key] = value
             return build_config(TrainConfig, values, "")
+        own = data.get("train") if isinstance(data.get("train"), dict) else data
+        if "dtype" in own:
+            table = "[train] " if own is not data else ""
+            new = DTYPE_NAMES.get(str(own["dtype"]).lower().removeprefix("torch."), "auto")
+            raise ConfigError(f"{file}: {table}field 'dtype' is now 'precision'",
+                              hint=f"write precision = \"{new}\" (one of {', '.join(PRECISIONS)})")
     return load_config(TrainConfig, "train", file, overrides)
 
 
@@ -331,4 +352,4 @@ def load_eval_config(file: str | Path | None = None, overrides: dict[str, Any] |
 
 
 __all__ = ["TrainConfig", "EvalConfig", "load_train_config", "load_eval_config", "seed_to_values",
-           "is_seed_config", "LOSSES", "POOLINGS", "METRICS"]
+           "is_seed_config", "LOSSES", "POOLINGS", "METRICS", "PRECISIONS"]

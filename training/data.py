@@ -14,6 +14,11 @@ An anchor with several positives (a term with several definitions) gives one row
 rows share the anchor text, so the NoDuplicatesBatchSampler never puts two of them in one batch
 (where each would be the other's false negative).
 
+What the rows keep depends on the loss (see training.losses.base.Loss): a loss that takes no mined
+negatives gets anchor and positive only; a loss that reads scores (distillation from the miner's
+scores) gets a `label` column of [positive_score, negative_score_1..k], and anchors whose kept
+negatives are not all scored are dropped (a padded filler has no score), counted in the stats.
+
 With `stream`, the pairs file is never held in memory: one pass counts rows and negatives and
 keeps a bounded sample of positives to pad from, then every pass over the data reads the file
 again, line by line, into a shuffle buffer and a streaming no-duplicates batcher (see `stream_rows`).
@@ -65,19 +70,36 @@ def negative_columns(k: int) -> list[str]:
     return [f"negative_{i}" for i in range(1, k + 1)]
 
 
-def _clean_negatives(row: dict[str, Any], exclude: set[str]) -> list[str]:
-    """The row's mined negatives in order, without duplicates or texts equal to a positive/anchor."""
+def _scored_negatives(row: dict[str, Any], exclude: set[str]) -> list[tuple[str, float | None]]:
+    """The row's mined negatives in order with their scores (None where the row has none), without
+    duplicates or texts equal to a positive/anchor."""
     seen = set(exclude)
+    scores = row.get("negative_scores") or []
     kept = []
-    for text in row.get("hard_negatives") or []:
+    for i, text in enumerate(row.get("hard_negatives") or []):
         if not isinstance(text, str) or not text.strip():
             continue
         key = normalize_key(text)
         if key in seen:
             continue
         seen.add(key)
-        kept.append(text)
+        score = scores[i] if i < len(scores) and isinstance(scores[i], (int, float)) else None
+        kept.append((text, score))
     return kept
+
+
+def _clean_negatives(row: dict[str, Any], exclude: set[str]) -> list[str]:
+    """The row's mined negatives in order, without duplicates or texts equal to a positive/anchor."""
+    return [text for text, _score in _scored_negatives(row, exclude)]
+
+
+def _row_scores(row: dict[str, Any], negatives: list[tuple[str, float | None]]) -> list[float] | None:
+    """[positive_score, negative scores…] of a row's kept negatives; None when one of them is missing."""
+    positive = row.get("positive_score")
+    values = [positive, *(score for _text, score in negatives)]
+    if any(not isinstance(v, (int, float)) or isinstance(v, bool) for v in values):
+        return None
+    return [float(v) for v in values]
 
 
 def _prepare(row: dict[str, Any]) -> tuple[list[str], set[str], list[str]]:
@@ -88,19 +110,23 @@ def _prepare(row: dict[str, Any]) -> tuple[list[str], set[str], list[str]]:
 
 
 def build_rows(rows: Sequence[dict[str, Any]], *, max_negatives: int = 0,
-               pad: Literal["random", "drop"] = "random", seed: int = 42) -> TrainingRows:
+               pad: Literal["random", "drop"] = "random", seed: int = 42, with_negatives: bool = True,
+               scores: bool = False) -> TrainingRows:
     """Canonical pairs rows -> training columns with exactly k negatives per row (see module doc).
 
     `max_negatives` 0 takes k = the most negatives any anchor has; anchors with more are truncated
-    to their first (hardest) k.
+    to their first (hardest) k. `with_negatives` False: no negative columns (k = 0). `scores`: a `label`
+    column of the kept texts' scores; anchors short of scored negatives are dropped, not padded.
     """
     prepared = [(row, *_prepare(row)) for row in rows]
     most = max((len(negs) for *_, negs in prepared), default=0)
-    k = min(max_negatives, most) if max_negatives > 0 else most
+    k = 0 if not with_negatives else min(max_negatives, most) if max_negatives > 0 else most
 
     pool = sorted({p for _, positives, _, _ in prepared for p in positives})
     rng = random.Random(seed)
-    columns: dict[str, list[str]] = {"anchor": [], "positive": [], **{c: [] for c in negative_columns(k)}}
+    columns: dict[str, list[Any]] = {"anchor": [], "positive": [], **{c: [] for c in negative_columns(k)}}
+    if scores:
+        columns["label"] = []
     counts: Counter[str] = Counter()
     for row, positives, exclude, negatives in prepared:
         counts["anchors"] += 1
@@ -108,6 +134,12 @@ def build_rows(rows: Sequence[dict[str, Any]], *, max_negatives: int = 0,
             counts["anchors_truncated"] += 1
         negatives = negatives[:k]
         missing = k - len(negatives)
+        label = None
+        if scores:
+            label = _row_scores(row, _scored_negatives(row, exclude)[:k])
+            if label is None or missing:
+                counts["anchors_dropped_short" if missing else "anchors_without_scores"] += 1
+                continue
         if missing:
             if pad == "drop":
                 counts["anchors_dropped_short"] += 1
@@ -128,6 +160,8 @@ def build_rows(rows: Sequence[dict[str, Any]], *, max_negatives: int = 0,
             columns["positive"].append(positive)
             for name, text in zip(negative_columns(k), negatives):
                 columns[name].append(text)
+            if label is not None:
+                columns["label"].append(label)
             counts["rows"] += 1
     stats = {"anchors": counts["anchors"], "rows": counts["rows"], "negatives_per_row": k,
              "anchors_padded": counts["anchors_padded"], "negatives_padded": counts["negatives_padded"],
@@ -135,6 +169,8 @@ def build_rows(rows: Sequence[dict[str, Any]], *, max_negatives: int = 0,
              "anchors_truncated": counts["anchors_truncated"],
              "anchors_without_mined": counts["anchors_without_mined"],
              "anchors_multi_positive": counts["anchors_multi_positive"], "pad_negatives": pad}
+    if scores:
+        stats["anchors_without_scores"] = counts["anchors_without_scores"]
     return TrainingRows(columns=columns, stats=stats)
 
 
@@ -261,14 +297,15 @@ def pack_batches(rows: Iterable[dict[str, str]], batch_size: int,
 
 
 def stream_rows(source: Iterable[dict[str, Any]], *, batch_size: int, max_negatives: int = 0,
-                pad: Literal["random", "drop"] = "random", seed: int = 42,
+                pad: Literal["random", "drop"] = "random", seed: int = 42, with_negatives: bool = True,
                 buffer: int = SHUFFLE_BUFFER, pool_size: int = PAD_POOL) -> TrainingRows:
     """`build_rows` for data read lazily: `source` is iterated afresh on every pass and never held.
 
     One planning pass counts anchors, rows and negatives (the same stats as build_rows) and keeps a
     reservoir sample of `pool_size` positives to pad from. Each pass of training then reads the source
     again, pads or drops short anchors, shuffles through a `buffer`-row window (seed + pass number)
-    and packs batches free of duplicate texts.
+    and packs batches free of duplicate texts. `with_negatives` False: no negative columns. (A loss that
+    reads scores cannot stream: TrainConfig refuses the pair.)
     """
     rng = random.Random(seed)
     by_count: Counter[int] = Counter()  # cleaned negatives -> anchors
@@ -293,7 +330,7 @@ def stream_rows(source: Iterable[dict[str, Any]], *, batch_size: int, max_negati
                 if j < pool_size:
                     pool[j] = text
     most = max(by_count, default=0)
-    k = min(max_negatives, most) if max_negatives > 0 else most
+    k = 0 if not with_negatives else min(max_negatives, most) if max_negatives > 0 else most
     short = [n for n in by_count if n < k]
     kept = [n for n in by_count if n >= k or pad == "random"]
     stats = {"anchors": sum(by_count.values()), "rows": sum(rows_by_count[n] for n in kept),

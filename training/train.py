@@ -36,7 +36,9 @@ from pipe_embed.pipeline.core.store import Artifact, RunOutcome, StageResult, St
 from pipe_embed.training.callbacks import (
     STEP_LOG,
     EpochEndCallback,
+    FiniteLossCallback,
     JsonLogCallback,
+    NonFiniteTraining,
     ProgressCallback,
     read_log,
     summarize_log,
@@ -47,12 +49,15 @@ from pipe_embed.training.checks import (
     StepPlan,
     WeightSnapshot,
     below_base_warning,
+    check_finite_outputs,
+    check_finite_weights,
     plan_steps,
     plan_warning,
     unchanged_warning,
     with_min_steps,
 )
 from pipe_embed.training.config import TrainConfig
+from pipe_embed.training.precision import detect_precision
 from pipe_embed.training.data import (
     TrainingRows,
     build_rows,
@@ -91,26 +96,16 @@ CHECKPOINTS = "checkpoints"
 MODEL_DIR = "model"
 LOG_DIR = "logs"
 BASE_DEV_CACHE = "base_dev_metrics.json"
-# Config fields that do not change the trained model, kept out of the version.
 # -- device and precision --------------------------------------------------------------------------
 
-def mixed_precision(dtype: str, device: str) -> tuple[bool, bool]:
-    """(fp16, bf16) trainer flags for a dtype on a device: mixed precision only where it is supported."""
-    import torch
+def with_precision(config: TrainConfig, device: str) -> TrainConfig:
+    """The config with `auto` precision replaced by the one this machine takes, said in one line.
 
-    if device.startswith("cuda"):
-        bf16_ok = torch.cuda.is_bf16_supported()
-        if dtype == "auto":
-            return (not bf16_ok, bf16_ok)
-        if dtype == "bfloat16" and not bf16_ok:
-            raise ConfigError("field 'dtype': this GPU has no bfloat16 support", hint="use float16 or auto")
-        return (dtype == "float16", dtype == "bfloat16")
-    if dtype == "float16":
-        raise ConfigError(f"field 'dtype': float16 mixed precision needs a CUDA GPU (device is {device})",
-                          hint="use auto, float32 or bfloat16")
-    if dtype == "bfloat16" and device == "mps":
-        raise ConfigError("field 'dtype': bfloat16 mixed precision is not supported on mps", hint="use auto")
-    return (False, dtype == "bfloat16")
+    The version then names what the run trains in: bf16 autocast gives other weights than f32.
+    """
+    choice = detect_precision(config.precision, device)
+    info(choice.line())
+    return dataclasses.replace(config, precision=choice.precision)
 
 
 def check_qlora(config: TrainConfig, device: str) -> None:
@@ -166,7 +161,7 @@ def merge_qlora(model: Any, config: TrainConfig, device: str) -> Any:
     from peft import set_peft_model_state_dict
 
     state = model.get_adapter_state_dict()
-    plain = TrainConfig(**{**as_dict(config), "qlora": False})
+    plain = dataclasses.replace(config, qlora=False)
     full = prepare_model(plain, device)
     add_lora(full, plain)
     set_peft_model_state_dict(full[0].auto_model, state)
@@ -175,25 +170,8 @@ def merge_qlora(model: Any, config: TrainConfig, device: str) -> Any:
 
 
 def build_loss(config: TrainConfig, model: Any, device: str) -> Any:
-    """MNRL (default), cached MNRL (GradCache) or GIST with a guide model; temperature = 1/scale."""
-    from sentence_transformers.sentence_transformer import losses
-
-    if config.loss == "symmetric":
-        from pipe_embed.training.losses import symmetric_loss
-
-        return symmetric_loss(model, q2d_weight=config.q2d_weight, d2q_weight=config.d2q_weight,
-                              temperature=config.temperature)
-    if config.loss == "mnrl":
-        return losses.MultipleNegativesRankingLoss(model, scale=1.0 / (config.temperature or 0.05))
-    if config.loss == "cached-mnrl":
-        return losses.CachedMultipleNegativesRankingLoss(model, scale=1.0 / (config.temperature or 0.05),
-                                                         mini_batch_size=config.mini_batch_size)
-    guide = load_model(config.guide_model or config.model, device=device,
-                       trust_remote_code=config.trust_remote_code)
-    guide.eval()
-    for param in guide.parameters():
-        param.requires_grad_(False)
-    return losses.GISTEmbedLoss(model, guide, temperature=config.temperature or 0.01)
+    """The chosen loss (see training.losses), built with its own settings."""
+    return config.loss_entry().build(model, config, device, config.loss_params())
 
 
 def dev_evaluator(task: RetrievalTask, batch_size: int) -> Any:
@@ -214,7 +192,7 @@ def training_arguments(config: TrainConfig, output_dir: Path, device: str, *, ha
     from sentence_transformers import SentenceTransformerTrainingArguments
     from sentence_transformers.base.sampler import BatchSamplers
 
-    fp16, bf16 = mixed_precision(config.dtype, device)
+    precision = detect_precision(config.precision, device)
     max_steps = config.max_steps or (config.steps_per_epoch * config.epochs if config.steps_per_epoch else -1)
     doc_columns = ["positive", *negative_columns(num_negatives)]
     prompts = {}
@@ -246,8 +224,8 @@ def training_arguments(config: TrainConfig, output_dir: Path, device: str, *, ha
             **schedule_arguments(lr_scheduler=config.lr_scheduler, warmup_steps=config.warmup_steps,
                                  warmup_ratio=config.warmup_ratio, lr_cycles=config.lr_cycles),
             **({} if config.optimizer == "auto" else {"optim": config.optimizer}),
-            fp16=fp16,
-            bf16=bf16,
+            fp16=precision.fp16,
+            bf16=precision.bf16,
             use_cpu=device == "cpu",
             dataloader_num_workers=config.num_workers,
             seed=config.seed,
@@ -257,6 +235,7 @@ def training_arguments(config: TrainConfig, output_dir: Path, device: str, *, ha
             router_mapping=router or None,
             save_total_limit=config.keep_checkpoints,
             logging_steps=1,
+            logging_nan_inf_filter=False,  # a NaN loss must reach the log (and FiniteLossCallback), not be averaged away
             report_to=trainer_report_to(config.report_to) or "none",  # mlflow/wandb into the run pipe opened
             disable_tqdm=True,
             restore_callback_states_from_checkpoint=True,
@@ -376,7 +355,7 @@ class TrainedModel:
 def start_device(config: TrainConfig) -> str:
     """Pick the device and refuse precision/QLoRA settings it cannot run."""
     device = pick_device(config.device)
-    mixed_precision(config.dtype, device)
+    detect_precision(config.precision, device)
     check_qlora(config, device)
     if device.startswith("cuda:"):
         import torch
@@ -397,6 +376,34 @@ def check_plan(config: TrainConfig, rows: TrainingRows, dev: RetrievalTask | Non
     if small:
         warn_once(f"{small}; the best checkpoint and early stopping follow it")
     return plan
+
+
+def check_steps(config: TrainConfig, rows: TrainingRows) -> None:
+    """Refuse, before any model loads, a run that has no rows to train on or would take no optimizer step."""
+    if rows.num_rows == 0:
+        raise PipeError("no training rows left", hint="check the pairs file and --pad-negatives")
+    config = with_min_steps(config, rows.num_rows)
+    plan = plan_steps(config, rows.num_rows)
+    if plan.steps < 1 or plan.lr_never_moves:  # no step that could change a weight
+        raise PipeError(plan_warning(config, plan) or f"this run would take no optimizer step ({rows.num_rows} rows)")
+
+
+def check_export_dir(export_dir: str | None) -> None:
+    """Refuse an --export-dir that cannot become a directory, before any work (the copy comes last)."""
+    if not export_dir:
+        return
+    target = Path(export_dir).expanduser()
+    if target.exists() and not target.is_dir():
+        raise ConfigError(f"field 'export_dir': {target} is a file, not a directory",
+                          hint="give a directory path (created if missing)")
+    parent = target
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ConfigError(f"field 'export_dir': {parent} is a file, so {target} cannot be created",
+                          hint="give a directory path (created if missing)")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"field 'export_dir': {parent} is not writable", hint="give a directory you can write to")
 
 
 def open_run_dir(work: Path) -> RunDir:
@@ -442,7 +449,7 @@ def build_trainer(config: TrainConfig, model: Any, rows: TrainingRows, dev: Retr
                               num_negatives=rows.num_negatives, metric_key=metric_key)
     if rows.stream is not None and args.max_steps <= 0:  # a stream has no length: plan the steps ourselves
         args.max_steps = plan_steps(config, rows.num_rows).steps
-    ours: list[Any] = [JsonLogCallback(run.logs / STEP_LOG), EpochEndCallback(evaluate=has_dev),
+    ours: list[Any] = [JsonLogCallback(run.logs / STEP_LOG), FiniteLossCallback(config), EpochEndCallback(evaluate=has_dev),
                        ProgressCallback("train", metric=config.metric, key=metric_key if eval_sets else None)]
     if has_dev and config.patience:
         ours.append(EarlyStoppingCallback(early_stopping_patience=config.patience))
@@ -473,6 +480,22 @@ def fit(trainer: Any, run: RunDir) -> Any:
                 writer.close()
 
 
+def sample_texts(rows: TrainingRows, dev: RetrievalTask | None, count: int = 2) -> list[str]:
+    """A few anchors and positives (or dev queries, for streamed rows) to check the trained model's outputs on."""
+    texts = [*rows.columns.get("anchor", [])[:count], *rows.columns.get("positive", [])[:count]]
+    if not texts and dev is not None:
+        texts = list(dev.queries.values())[:count]
+    return texts
+
+
+def drop_autocast(model: Any) -> None:
+    """Undo the autocast wrapper the trainer (accelerate) put around `forward` for mixed precision."""
+    original = getattr(model, "_original_forward", None)
+    if original is not None:
+        model.forward = original
+        del model._original_forward
+
+
 def check_learned(baseline: WeightSnapshot, model: Any, plan: StepPlan) -> float | None:
     """How far the kept weights moved from the base; a loud warning when not at all."""
     change = baseline.max_change(model)
@@ -489,9 +512,10 @@ def pick_best(config: TrainConfig, trainer: Any, output: Any, dev: RetrievalTask
         model = merge_qlora(model, config, device) if config.qlora else (merge_lora(model) or model)
     final_dev = None
     if dev is not None:
-        reloaded = config.qlora and config.lora_merge  # merged into a freshly loaded full-precision base
-        final_dev = None if reloaded else _logged_dev_metrics(read_log(run.logs / STEP_LOG), state,
-                                                              dev_metric_key(model, config), dev)
+        # Logged scores are those of autocast inference: re-score the kept model in f32, as it is saved.
+        rescore = (config.qlora and config.lora_merge) or config.precision != "f32"
+        final_dev = None if rescore else _logged_dev_metrics(read_log(run.logs / STEP_LOG), state,
+                                                             dev_metric_key(model, config), dev)
         if final_dev is None:
             final_dev = evaluate_task(model, dev)
     return TrainedModel(model, state, output, final_dev, change)
@@ -563,6 +587,8 @@ def train_in_dir(config: TrainConfig, rows: TrainingRows, dev: RetrievalTask | N
     import transformers
 
     device = start_device(config)
+    if config.precision == "auto":  # run_train resolves it first; a direct caller gets the same choice
+        config = with_precision(config, device)
     raised = with_min_steps(config, rows.num_rows)
     if raised.epochs != config.epochs:
         info(f"{raised.epochs} epochs instead of {config.epochs}: {rows.num_rows} rows need them for at least "
@@ -575,6 +601,9 @@ def train_in_dir(config: TrainConfig, rows: TrainingRows, dev: RetrievalTask | N
         ready = load_trainable_model(config, device, dev, run)
         trainer = build_trainer(config, ready.model, rows, dev, run, device, callbacks, eval_sets)
         output = fit(trainer, run)
+        check_finite_weights(trainer.model, config, trainer.state.global_step)
+        drop_autocast(trainer.model)  # the kept model is scored (and saved) as it will be used: in f32
+        check_finite_outputs(trainer.model, sample_texts(rows, dev), config, trainer.state.global_step)
         change = check_learned(ready.baseline, trainer.model, plan)
         trained = pick_best(config, trainer, output, dev, run, device, change)
         save_model(config, trained, ready, run)
@@ -662,6 +691,9 @@ def resolve_data(store: Store, config: TrainConfig, data: str | Artifact | None)
     PairsFileNotArtifact: it has no dev split or corpus until `pipe compose` turns it into an artifact.
     """
     artifact: Artifact | None
+    if data and config.pairs_path:
+        raise ConfigError(f"field 'pairs_path': {config.pairs_path} and the data {data if isinstance(data, str) else data.ref}"
+                          " both name what to train on", hint="give --from or --pairs-path, not both")
     if isinstance(data, Artifact):
         artifact = data
     elif data:
@@ -711,22 +743,41 @@ def dev_rows(store: Store, artifact: Artifact) -> list[dict[str, Any]]:
 
 
 def training_rows(config: TrainConfig, source: TrainingData) -> TrainingRows:
-    """The rows as trainer columns: mined negatives capped (one for GIST), short anchors padded or dropped."""
+    """The rows as trainer columns, as the loss asks: mined negatives (capped) or none, scores or none."""
+    loss = config.loss_entry()
     max_negatives = config.max_negatives
-    if config.loss == "gist" and max_negatives != 1:
-        info("gist takes at most one mined negative per row: using each anchor's first (hardest)")
-        max_negatives = 1
+    if loss.needs_negatives and loss.max_negatives and not 0 < max_negatives <= loss.max_negatives:
+        many = f"{loss.max_negatives} mined negative{'s' if loss.max_negatives != 1 else ''}"
+        info(f"{loss.name} takes at most {many} per row: using each anchor's first (hardest)")
+        max_negatives = loss.max_negatives
     if config.stream:  # streamed: a pass to count, then read again on every pass (issue 11 part A)
         return stream_rows(source.rows, batch_size=config.batch_size, max_negatives=max_negatives,
-                           pad=config.pad_negatives, seed=config.seed)
-    return build_rows(source.rows, max_negatives=max_negatives, pad=config.pad_negatives, seed=config.seed)
+                           pad=config.pad_negatives, seed=config.seed, with_negatives=loss.needs_negatives)
+    rows = build_rows(source.rows, max_negatives=max_negatives, pad=config.pad_negatives, seed=config.seed,
+                      with_negatives=loss.needs_negatives, scores=loss.needs_scores)
+    if loss.needs_scores and rows.num_rows == 0 and rows.stats["anchors"]:
+        raise PipeError(f"the {loss.name} loss needs positive_score and negative_scores in the rows, and no anchor "
+                        "has them for all its kept negatives", hint="train on a `pipe mine` artifact (it writes "
+                                                                  "the scores), or pick another --loss")
+    return rows
+
+
+def loss_models(config: TrainConfig) -> dict[str, str]:
+    """The models the chosen loss loads besides the base model, by setting name (gist: guide_model)."""
+    params = config.loss_params()
+    found = {}
+    for name in config.loss_entry().model_fields:
+        value = getattr(params, name, None)
+        if value:
+            found[name] = value
+    return found
 
 
 def version_extra(config: TrainConfig, source: TrainingData) -> dict[str, Any]:
     """What besides config and input artifacts decides the result: the weights' hashes, a pairs file's."""
     extra: dict[str, Any] = {"base_weights": model_fingerprint(config.model), **source.fingerprint}
-    if config.loss == "gist" and config.guide_model:
-        extra["guide_weights"] = model_fingerprint(config.guide_model)
+    for name, model in loss_models(config).items():  # gist's guide_model -> guide_weights
+        extra[f"{name.removesuffix('_model')}_weights"] = model_fingerprint(model)
     if config.tokenizer:
         extra["tokenizer"] = config.tokenizer
     return extra
@@ -783,9 +834,13 @@ def with_model_paths(store: Store, config: TrainConfig) -> TrainConfig:
     Iterate names the previous round's model by its ref; a ref and the path it resolves to train
     the same weights, and the version keys on those weights' hash, not on either spelling.
     """
-    return dataclasses.replace(
-        config, model=resolve_model_ref(store, config.model),
-        guide_model=resolve_model_ref(store, config.guide_model) if config.guide_model else config.guide_model)
+    config = dataclasses.replace(config, model=resolve_model_ref(store, config.model))
+    models = loss_models(config)
+    if not models:
+        return config
+    params = dataclasses.replace(config.loss_params(),
+                                 **{name: resolve_model_ref(store, ref) for name, ref in models.items()})
+    return dataclasses.replace(config, params={**config.params, config.loss: params})
 
 
 def run_train(store: Store, config: TrainConfig, data: str | Artifact | None = None, force: bool = False,
@@ -797,10 +852,13 @@ def run_train(store: Store, config: TrainConfig, data: str | Artifact | None = N
     artifact and the base weights' hash, so the same run is a cache hit and a killed run resumes in
     the same work directory.
     """
-    start_device(config)
+    device = start_device(config)
+    config = with_precision(config.resolved(), device)  # the version names the loss's settings and the precision
+    check_export_dir(config.export_dir)
     loaded = with_model_paths(store, config)  # the manifest keeps the ref; the work loads the path
     source = resolve_data(store, loaded, data)
     rows = training_rows(loaded, source)
+    check_steps(loaded, rows)  # before any model loads
     extra = version_extra(loaded, source)  # also fails on a model directory that is not there
     # issue 11 part B: more eval sets (their data is part of the version), and a tracker run per training
     eval_sets = load_eval_sets(store, loaded.eval_data, source.dev, loaded.eval_with_dev)
@@ -812,8 +870,12 @@ def run_train(store: Store, config: TrainConfig, data: str | Artifact | None = N
         def build(work: Path) -> StageResult:
             report_rows(rows)
             tracker.start(work)  # only when training really runs: a cache hit opens no run
-            return train_in_dir(loaded, rows, source.dev, work, data_ref=source.source, callbacks=callbacks,
-                                verbose=verbose, eval_sets=eval_sets)
+            try:
+                return train_in_dir(loaded, rows, source.dev, work, data_ref=source.source, callbacks=callbacks,
+                                    verbose=verbose, eval_sets=eval_sets)
+            except NonFiniteTraining:
+                shutil.rmtree(work, ignore_errors=True)  # nothing to resume: the same settings diverge again
+                raise
 
         # issue 12: under torchrun rank 0 runs the stage and ranks > 0 train in step (else plain store.run)
         from pipe_embed.training.distributed import TrainJob, run_stage
@@ -837,7 +899,7 @@ __all__ = [
     "build_loss",
     "lora_error",
     "merge_lora",
-    "mixed_precision",
+    "with_precision",
     "pairs_file_ref",
     "pick_device",
     "prepare_model",

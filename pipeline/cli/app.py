@@ -59,7 +59,7 @@ class PipeGroup(TyperGroup):
     def get_help_option(self, ctx: Any) -> Any:
         return _switch_help(super().get_help_option(ctx))
 
-    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,  # type: ignore[override]
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,  # type: ignore[override]  # click overloads main on standalone_mode; one signature serves both
              complete_var: str | None = None, standalone_mode: bool = True, **extra: Any) -> Any:
         try:
             result = super().main(args=args, prog_name=prog_name, complete_var=complete_var,
@@ -69,10 +69,10 @@ class PipeGroup(TyperGroup):
             if type(exc).__name__ == "NoArgsIsHelpError":  # the help is already printed
                 sys.exit(0)
             where = ctx.command_path if ctx is not None else "pipe"
-            error(f"{exc.format_message()} — see `{where} --help`")  # type: ignore[attr-defined]
+            error(f"{exc.format_message()} — see `{where} --help`")  # type: ignore[attr-defined]  # a click UsageError, typed as Exception (found without importing click)
             sys.exit(2)
         except _ClickException as exc:
-            error(exc.format_message())  # type: ignore[attr-defined]
+            error(exc.format_message())  # type: ignore[attr-defined]  # a click ClickException, typed as Exception (found without importing click)
             sys.exit(getattr(exc, "exit_code", 1))
         except typer.Abort:
             error("aborted")
@@ -213,7 +213,7 @@ def handle_errors(fn: F) -> F:
         except Exception as exc:  # noqa: BLE001 - the last line of defence: no traceback on the terminal
             _crashed(exc)
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper  # type: ignore[return-value]  # functools.wraps gives it fn's signature, so it is an F
 
 
 def _crashed(exc: BaseException) -> NoReturn:

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin, get_typ
 import typer
 from rich.markup import escape
 
-from pipe_embed.pipeline.core.config import config_docs
+from pipe_embed.pipeline.core.config import config_docs, field_default
 
 SHARED_PANEL = "Common options"
 SECTION_SEP = "__"  # parameter name of an entry's setting: <entry>__<field> (a flag keeps its own name)
@@ -42,10 +42,10 @@ def _base_type(tp: Any) -> tuple[Any, bool]:
     return tp, False
 
 
-def _shown_default(value: Any) -> str | bool:
-    """The default as the help shows it; False hides an empty one."""
+def _shown_default(value: Any) -> str | None:
+    """The default as the help shows it; None hides an empty one."""
     if value is None or value == "" or value == []:
-        return False
+        return None
     if isinstance(value, bool):
         return "on" if value else "off"
     if isinstance(value, list):
@@ -60,12 +60,12 @@ def help_text(doc: str, default: Any) -> str:
     return f"{text} [dim]\\[default: {escape(shown)}][/dim]" if shown else text
 
 
-def field_parameter(cls: type, field: dataclasses.Field, tp: Any, *, name: str | None = None,
-                    panel: str | None = None, choices: Sequence[str] | None = None) -> inspect.Parameter:  # type: ignore[type-arg]
+def field_parameter(cls: type, field: dataclasses.Field[Any], tp: Any, *, name: str | None = None,
+                    panel: str | None = None, choices: Sequence[str] | None = None) -> inspect.Parameter:
     """One `--flag` for one config field: type, choices, help and the default shown from the dataclass
     (`choices`: the names a registry knows, for the field that picks an entry)."""
     meta = field.metadata
-    default = field.default if field.default is not dataclasses.MISSING else field.default_factory()  # type: ignore[misc]
+    default = field_default(field)
     base, _ = _base_type(tp)
     decl = meta.get("flag") or flag_name(field.name)
     if base is bool and "/" not in decl:
@@ -114,7 +114,7 @@ def config_parameters(cls: type, *, only: Iterable[str] | None = None, skip: Ite
         params.append(field_parameter(cls, field, hints[field.name], name=prefix + field.name, panel=panel,
                                       choices=choices))
     if registry is not None and sections:
-        chosen = None if sections is True else set(sections)  # type: ignore[arg-type]
+        chosen = None if sections is True else set(sections)
         for entry in registry.entries():
             if entry.params is None or (chosen is not None and entry.name not in chosen):
                 continue
@@ -174,7 +174,7 @@ def with_signature(body: Callable[[dict[str, Any]], None], params: Sequence[insp
     command.__name__ = name
     command.__qualname__ = name
     command.__doc__ = body.__doc__
-    command.__signature__ = inspect.Signature(positional + keyword)  # type: ignore[attr-defined]
+    command.__signature__ = inspect.Signature(positional + keyword)  # type: ignore[attr-defined]  # read by inspect.signature (typer); functions declare no such attribute
     command.__annotations__ = {}
     return command
 

@@ -7,9 +7,17 @@ from typing import Any
 from pipe_embed.pipeline.cli.app import Shared, open_store, report, stage_command
 from pipe_embed.pipeline.cli.inputs import data_ref
 from pipe_embed.pipeline.cli.options import config_parameters, option_parameter, overrides
+from pipe_embed.pipeline.cli.train import apply_dtype_alias, dtype_alias
 from pipe_embed.pipeline.core.config import load_config
 from pipe_embed.pipeline.core.console import console, info
-from pipe_embed.pipeline.orchestrate.sweep import BEST_CONFIG, SEARCHED, SweepConfig, read_trials, run_sweep, trials_table
+from pipe_embed.pipeline.orchestrate.sweep import (
+    BEST_CONFIG,
+    SEARCHED,
+    SweepConfig,
+    read_trials,
+    run_sweep,
+    trials_table,
+)
 from pipe_embed.training.config import TrainConfig, load_train_config
 
 
@@ -17,7 +25,8 @@ def sweep(shared: Shared, values: dict[str, Any]) -> None:
     """Run the trials (cache hits for those trained before), print the table and where the best config is."""
     store = open_store(shared)
     config = load_config(SweepConfig, "sweep", shared.config, overrides(SweepConfig, values))
-    train_config = load_train_config(shared.config, overrides(TrainConfig, values, "train__"))
+    train_config = load_train_config(shared.config, overrides(TrainConfig, apply_dtype_alias(values, "train__"),
+                                                              "train__"))
     source = data_ref(store, values["from_ref"], shared.config)
     outcome = run_sweep(store, config, train_config, source, force=shared.force, verbose=shared.verbose)
     art = outcome.artifact
@@ -38,5 +47,6 @@ stage_command(
                       shown_default="mine@latest, else compose@latest",
                       help="Data artifact, or a pairs file (CSV/TSV/JSONL/Parquet: composed first)."),
      *config_parameters(SweepConfig),
-     *config_parameters(TrainConfig, skip=SEARCHED, prefix="train__", panel="Training (each trial)")],
+     *config_parameters(TrainConfig, skip=SEARCHED, prefix="train__", panel="Training (each trial)"),
+     dtype_alias("train__")],
     sweep, configs={"sweep": SweepConfig})

@@ -17,13 +17,17 @@ import difflib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pipe_embed.pipeline.core.config import option, versioned_dict
 from pipe_embed.pipeline.core.console import info
 from pipe_embed.pipeline.core.errors import ConfigError, PipeError
 from pipe_embed.pipeline.core.models import DEFAULT_MODEL, MODEL_DIR, model_fingerprint
-from pipe_embed.pipeline.core.store import Artifact, RunOutcome, StageResult, Store
+from pipe_embed.pipeline.core.store import Artifact, RunOutcome, StageResult, Store, finite_json
+
+if TYPE_CHECKING:  # the stages' configs: imported where the rounds run, not when the CLI loads
+    from pipe_embed.mining.stage import MineConfig
+    from pipe_embed.training.config import EvalConfig, TrainConfig
 
 STAGE = "iterate"
 FORMAT_VERSION = 1
@@ -115,8 +119,8 @@ def dev_noise(base_dev: dict[str, Any], config: IterateConfig) -> float:
     return float(config.min_delta) if config.min_delta is not None else one_query_noise(base_dev)
 
 
-def iterate_rounds(store: Store, compose: Artifact, config: IterateConfig, mine_config: Any,
-                   train_config: Any, eval_config: Any) -> tuple[list[RoundResult], dict[str, Any]]:
+def iterate_rounds(store: Store, compose: Artifact, config: IterateConfig, mine_config: MineConfig,
+                   train_config: TrainConfig, eval_config: EvalConfig) -> tuple[list[RoundResult], dict[str, Any]]:
     """Run (or find cached) every round; returns the rounds and the base model's dev and test metrics."""
     from pipe_embed.mining.stage import run_mine
     from pipe_embed.training.evaluate import run_eval
@@ -192,7 +196,7 @@ def iterate_rounds(store: Store, compose: Artifact, config: IterateConfig, mine_
     return rounds, {"dev": base_dev, "test": base_test, "noise": noise}
 
 
-def _round_run(store: Store | None, train_config: Any, number: int) -> Any:
+def _round_run(store: Store | None, train_config: TrainConfig, number: int) -> Any:
     """Round `number` as a tracker run (nested under the iterate run) when the train config reports to one."""
     from pipe_embed.training.tracking import group_run
 
@@ -217,8 +221,8 @@ class Result:
     refit: str | None = None  # the refit's train ref, when the model handed back is the refit
 
 
-def refit_result(store: Store, compose: Artifact, chosen: Result, rounds: list[RoundResult], train_config: Any,
-                 eval_config: Any) -> Result:
+def refit_result(store: Store, compose: Artifact, chosen: Result, rounds: list[RoundResult],
+                 train_config: TrainConfig, eval_config: EvalConfig) -> Result:
     """The chosen round's recipe trained again on train + dev: same negatives, start model and budget.
 
     Dev chose the round, so the refit cannot be scored on dev; its dev figures stay the round's, and
@@ -275,16 +279,15 @@ def pick_result(rounds: list[RoundResult], base: dict[str, Any], config: Iterate
     return Result(round=best.round, model_path=best.model_path, train=best.train, dev=best.dev, test=best.test)
 
 
-def mined_with(mine_config: Any, config: IterateConfig) -> Any:
+def mined_with(mine_config: MineConfig, config: IterateConfig) -> MineConfig:
     """The mine config with only the settings of the methods the rounds mine with (the others never
     change what iterate does, so they stay out of its version)."""
     methods = [m for m in (config.first, LATER_ROUNDS) if m != IN_BATCH]
-    with_sections = getattr(mine_config, "with_sections", None)
-    return with_sections(methods) if callable(with_sections) else mine_config
+    return mine_config.with_sections(methods)
 
 
-def run_iterate(store: Store, config: IterateConfig, mine_config: Any, train_config: Any,
-                eval_config: Any, from_ref: str = "compose@latest", force: bool = False) -> RunOutcome:
+def run_iterate(store: Store, config: IterateConfig, mine_config: MineConfig, train_config: TrainConfig,
+                eval_config: EvalConfig, from_ref: str = "compose@latest", force: bool = False) -> RunOutcome:
     """Run the rounds as one iterate artifact; an identical call again is a cache hit."""
     compose = _compose_of(store, from_ref)
     fingerprint_extra = {"base_model": model_fingerprint(config.model), "mine": versioned_dict(mined_with(mine_config, config)),
@@ -309,7 +312,7 @@ def run_iterate(store: Store, config: IterateConfig, mine_config: Any, train_con
                    "refit_test": best.test if best.refit else None,
                    "stopped_early": len(rounds) < config.rounds,
                    "rounds": [dataclasses.asdict(r) for r in rounds]}
-        (work / ROUNDS_FILE).write_text(json.dumps(payload, indent=2) + "\n")
+        (work / ROUNDS_FILE).write_text(finite_json(payload))  # an undefined score is null, never bare NaN
         metrics = {f"dev_{config.metric}": best.dev.get(config.metric),
                    f"test_{config.metric}": best.test.get(config.metric),
                    f"base_dev_{config.metric}": base_dev.get(config.metric),

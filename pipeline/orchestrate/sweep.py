@@ -22,13 +22,16 @@ import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pipe_embed.pipeline.core.config import as_dict, option, versioned_dict
 from pipe_embed.pipeline.core.console import info
 from pipe_embed.pipeline.core.errors import ConfigError, PipeError, require
 from pipe_embed.pipeline.core.models import model_fingerprint, resolve_model_ref
-from pipe_embed.pipeline.core.store import Artifact, RunOutcome, StageResult, Store
+from pipe_embed.pipeline.core.store import Artifact, RunOutcome, StageResult, Store, finite_json
+
+if TYPE_CHECKING:  # the train config: imported where the trials run, not when the CLI loads
+    from pipe_embed.training.config import TrainConfig
 
 STAGE = "sweep"
 FORMAT_VERSION = 1
@@ -187,10 +190,11 @@ def _objective_value(artifact: Artifact) -> float:
     return float(value)
 
 
-def run_trial(store: Store, trial: Any, space: list[Dimension], train_config: Any, data: Artifact,
+def run_trial(store: Store, trial: Any, space: list[Dimension], train_config: TrainConfig, data: Artifact,
               pruning: bool, verbose: bool = False) -> dict[str, Any]:
     """Train one trial (or find it cached); report its dev metric to Optuna; raise TrialPruned when pruned."""
     import optuna
+
     from pipe_embed.training.callbacks import EvalReportCallback, RunStopped
     from pipe_embed.training.tracking import group_run
     from pipe_embed.training.train import run_train
@@ -251,19 +255,25 @@ def toml_value(value: Any) -> str:
     raise TypeError(f"no TOML form for {value!r}")
 
 
-def best_config_toml(config: Any, comment: list[str]) -> str:
-    """A `[train]` table with every field of the config (None and export paths left out)."""
+def best_config_toml(config: TrainConfig, comment: list[str]) -> str:
+    """A `[train]` table with every field of the config (None and export paths left out), then a
+    `[train.<loss>]` table of the chosen loss's own settings."""
     lines = [f"# {line}" for line in comment] + ["[train]"]
-    for key, value in as_dict(config).items():
+    values = as_dict(config.resolved())
+    sections = values.pop("params", None) or {}
+    for key, value in values.items():
         if value is None or key in NOT_IN_BEST:
             continue
         lines.append(f"{key} = {toml_value(value)}")
+    for name, settings in sections.items():
+        lines += ["", f"[train.{name}]"]
+        lines += [f"{key} = {toml_value(value)}" for key, value in settings.items() if value is not None]
     return "\n".join(lines) + "\n"
 
 
 def write_trials(work: Path, records: list[dict[str, Any]], space: list[Dimension]) -> None:
     """trials.json (everything) and trials.csv (one row per trial)."""
-    (work / TRIALS_JSON).write_text(json.dumps(records, indent=2) + "\n", encoding="utf-8")
+    (work / TRIALS_JSON).write_text(finite_json(records), encoding="utf-8")  # an undefined value is null
     names = [d.name for d in space]
     with open(work / TRIALS_CSV, "w", encoding="utf-8", newline="") as fh:
         writer = csv.writer(fh)
@@ -338,7 +348,7 @@ def trials_table(records: list[dict[str, Any]], metric: str, best: int | None) -
 
 # -- the stage ---------------------------------------------------------------------------------------
 
-def _data_artifact(store: Store, train_config: Any, data: str | Artifact | None) -> Artifact:
+def _data_artifact(store: Store, train_config: TrainConfig, data: str | Artifact | None) -> Artifact:
     from pipe_embed.training.train import resolve_data
 
     source = resolve_data(store, train_config, data)
@@ -351,7 +361,7 @@ def _data_artifact(store: Store, train_config: Any, data: str | Artifact | None)
     return source.artifact
 
 
-def run_sweep(store: Store, config: SweepConfig, train_config: Any, data: str | Artifact | None = None,
+def run_sweep(store: Store, config: SweepConfig, train_config: TrainConfig, data: str | Artifact | None = None,
               force: bool = False, verbose: bool = False) -> RunOutcome:
     """Run the study (or find it cached) as a sweep artifact; every trial is a train artifact."""
     optuna = require("optuna", extra="sweep")
@@ -403,7 +413,7 @@ def run_sweep(store: Store, config: SweepConfig, train_config: Any, data: str | 
                            extra={"best_train": best["train"], "best_config": BEST_CONFIG})
 
     return store.run(stage=STAGE, format_version=FORMAT_VERSION,
-                     config={"sweep": versioned_dict(config), "train": versioned_dict(train_config)},
+                     config={"sweep": versioned_dict(config), "train": versioned_dict(train_config.resolved())},
                      inputs=[artifact], extra=extra, force=force, build=build)
 
 

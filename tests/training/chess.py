@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 from pipe_embed.pipeline.core.store import Artifact, Store
-
 from tests.training.conftest import _row, make_compose, make_mine
 
 

@@ -6,14 +6,15 @@ import io
 from pathlib import Path
 
 import pytest
+from rich.console import Console
+from transformers import TrainerControl, TrainerState
+
 from pipe_embed.pipeline.core.console import set_verbosity
 from pipe_embed.pipeline.core.store import Store
 from pipe_embed.training import callbacks
 from pipe_embed.training.callbacks import ProgressCallback
 from pipe_embed.training.config import TrainConfig
 from pipe_embed.training.train import run_train
-from rich.console import Console
-from transformers import TrainerControl, TrainerState
 
 
 @pytest.fixture(autouse=True)

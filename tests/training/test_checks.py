@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from pipe_embed.pipeline.core.console import set_verbosity
 from pipe_embed.pipeline.core.store import Store
 from pipe_embed.training.checks import (
@@ -14,7 +15,7 @@ from pipe_embed.training.checks import (
     plan_warning,
 )
 from pipe_embed.training.config import TrainConfig
-from pipe_embed.training.train import MODEL_DIR, run_train
+from pipe_embed.training.train import run_train
 
 
 @pytest.fixture(autouse=True)
@@ -62,24 +63,30 @@ def tiny(model: Path, **overrides) -> TrainConfig:
     return TrainConfig(**values)
 
 
-def _weights(path: Path) -> dict:
-    from safetensors.torch import load_file
+def test_a_run_that_cannot_learn_is_refused_before_the_model_loads(
+        store: Store, tiny_model_path: Path, mine_artifact, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipe_embed.pipeline.core.errors import PipeError
+    from pipe_embed.training import train as train_module
 
-    return load_file(str(path / "model.safetensors"))
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded")
 
-
-def test_a_run_that_cannot_learn_warns_before_and_after_and_records_it(
-        store: Store, tiny_model_path: Path, mine_artifact, capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.setattr(train_module, "prepare_model", no_model)
     # 13 train rows at batch 32: one step, and 10% warmup makes its learning rate 0
-    art = run_train(store, tiny(tiny_model_path), mine_artifact.ref).artifact
-    err = capsys.readouterr().err
-    assert "this run cannot learn" in err and "--warmup-ratio 0" in err
-    assert "identical to the base model" in err
-    assert art.stats["weights_changed"] is False and art.stats["max_weight_change"] == 0.0
-    assert art.metrics["train"]["max_weight_change"] == 0.0 and art.metrics["train"]["steps"] == 1
-    base, trained = _weights(tiny_model_path), _weights(art.file(MODEL_DIR))
-    assert base.keys() == trained.keys()
-    assert all(bool((base[k] == trained[k]).all()) for k in base)  # bit-identical, as the warning says
+    with pytest.raises(PipeError, match="this run cannot learn.*--warmup-ratio 0"):
+        run_train(store, tiny(tiny_model_path), mine_artifact.ref)
+    assert store.versions("train") == [] and not list(store.stage_dir("train").glob(".work-*"))
+
+
+def test_weights_that_never_moved_are_said_loudly(tiny_model_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    from pipe_embed.training.checks import StepPlan
+    from pipe_embed.training.train import check_learned
+
+    model = SentenceTransformer(str(tiny_model_path), device="cpu")
+    assert check_learned(WeightSnapshot(model), model, StepPlan(rows=13, steps=3, warmup=0)) == 0.0
+    assert "identical to the base model" in capsys.readouterr().err
 
 
 def test_the_same_run_without_warmup_learns_and_says_only_that_it_is_short(
@@ -93,7 +100,7 @@ def test_the_same_run_without_warmup_learns_and_says_only_that_it_is_short(
 
 def test_a_dev_split_too_small_to_measure_is_called_noise(store: Store, tiny_model_path: Path, mine_artifact,
                                                           capsys: pytest.CaptureFixture) -> None:
-    run_train(store, tiny(tiny_model_path, batch_size=4, max_steps=1), mine_artifact.ref)
+    run_train(store, tiny(tiny_model_path, batch_size=4, max_steps=1, warmup_ratio=0.0), mine_artifact.ref)
     lines = [line for line in capsys.readouterr().err.splitlines() if "dev split has only" in line]
     assert len(lines) == 1
     assert "2 queries" in lines[0] and "noise" in lines[0] and "--dev-fraction" in lines[0]
@@ -102,8 +109,8 @@ def test_a_dev_split_too_small_to_measure_is_called_noise(store: Store, tiny_mod
 def test_quiet_hides_the_warnings(store: Store, tiny_model_path: Path, mine_artifact,
                                   capsys: pytest.CaptureFixture) -> None:
     set_verbosity(-1)
-    art = run_train(store, tiny(tiny_model_path), mine_artifact.ref).artifact
-    assert capsys.readouterr().err == "" and art.stats["weights_changed"] is False
+    art = run_train(store, tiny(tiny_model_path, warmup_ratio=0.0), mine_artifact.ref).artifact  # "only 1 step"
+    assert capsys.readouterr().err == "" and art.stats["weights_changed"] is True
 
 
 def test_weight_snapshot_measures_the_largest_change(tiny_model_path: Path) -> None:
@@ -158,3 +165,34 @@ def test_a_trained_model_below_its_base_beyond_noise_is_said_loudly() -> None:
     line = below_base_warning({"mrr@10": 0.40, "queries": 20}, base, "mrr@10")
     assert line is not None and "below the base model" in line and "0.4000 vs 0.5000" in line and "\n" not in line
     assert below_base_warning({"mrr@10": 0.40}, None, "mrr@10") is None  # no base scored: nothing to say
+
+
+def test_a_loss_or_model_gone_non_finite_fails_naming_the_learning_rate(tiny_model_path: Path) -> None:
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from transformers import TrainerState
+
+    from pipe_embed.training.callbacks import FiniteLossCallback, NonFiniteTraining
+    from pipe_embed.training.checks import check_finite_outputs, check_finite_weights
+
+    config = TrainConfig(lr=3.0)
+    state = TrainerState()
+    state.global_step = 3
+    FiniteLossCallback(config).on_log(None, state, None, logs={"loss": 1.5})  # finite: nothing happens
+    with pytest.raises(NonFiniteTraining, match=r"^the loss became NaN at step 3 — lower --lr \(it is 3\)$"):
+        FiniteLossCallback(config).on_log(None, state, None, logs={"loss": float("nan")})
+    with pytest.raises(NonFiniteTraining, match="became inf .* or train with --precision bf16 or f32"):
+        FiniteLossCallback(TrainConfig(lr=3.0, precision="fp16")).on_log(None, state, None, logs={"loss": float("inf")})
+
+    model = SentenceTransformer(str(tiny_model_path), device="cpu")
+    check_finite_weights(model, config, 3)
+    check_finite_outputs(model, ["rook", "a chess piece"], config, 3)
+    with torch.no_grad():
+        for param in model.parameters():
+            param.fill_(1e30)  # finite weights whose activations overflow
+    with pytest.raises(NonFiniteTraining, match="embeddings are NaN or infinite after step 3"):
+        check_finite_outputs(model, ["rook", "a chess piece"], config, 3)
+    with torch.no_grad():
+        next(model.parameters())[0, 0] = float("nan")
+    with pytest.raises(NonFiniteTraining, match=r"weights became non-finite by step 3 \(.*\) — lower --lr"):
+        check_finite_weights(model, config, 3)

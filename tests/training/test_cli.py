@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from typer.testing import CliRunner
+
 from pipe_embed.pipeline.cli import app
 from pipe_embed.pipeline.core.store import Store
-from typer.testing import CliRunner
 
 runner = CliRunner()
 

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from pipe_embed.pipeline.core.errors import ConfigError
 from pipe_embed.training.config import (
     is_seed_config,
@@ -36,7 +37,7 @@ def test_seed_config_maps_every_section(tmp_path: Path) -> None:
     cfg = load_train_config(write(tmp_path, SEED))
     assert cfg.model == "sentence-transformers/all-MiniLM-L6-v2"
     assert cfg.local_files_only is True and cfg.trust_remote_code is False
-    assert (cfg.device, cfg.dtype) == ("cpu", "float32")
+    assert (cfg.device, cfg.precision) == ("cpu", "f32")
     assert (cfg.batch_size, cfg.epochs, cfg.max_length, cfg.grad_accum_steps) == (16, 2, 128, 2)
     assert (cfg.pad_to_multiple_of, cfg.steps_per_epoch, cfg.num_workers) == (8, 5, 0)
     assert (cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.warmup_ratio) == ("auto", 3e-5, 0.0, 0.05)
@@ -44,11 +45,11 @@ def test_seed_config_maps_every_section(tmp_path: Path) -> None:
     assert cfg.export_dir == str(Path("out") / "model")
 
 
-def test_seed_fp16_sets_dtype_and_flags_override_file(tmp_path: Path) -> None:
+def test_seed_fp16_sets_precision_and_flags_override_file(tmp_path: Path) -> None:
     data = json.loads(json.dumps(SEED))
     data["train"]["fp16"] = True
     cfg = load_train_config(write(tmp_path, data), {"lr": 1e-4, "batch_size": None})
-    assert cfg.dtype == "float16"
+    assert cfg.precision == "fp16"
     assert cfg.lr == 1e-4 and cfg.batch_size == 16  # None flags leave the file's value
 
 

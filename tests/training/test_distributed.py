@@ -9,11 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from pipe_embed.pipeline.core.store import Artifact, Store
 from pipe_embed.training import distributed
 from pipe_embed.training.config import TrainConfig
 from pipe_embed.training.train import run_train
-
 from tests.training.conftest import make_compose, make_mine
 
 FLAGS = ["--max-steps", "4", "--batch-size", "2", "--device", "cpu", "--eval-steps", "2", "--lr", "1e-3"]
@@ -41,6 +41,7 @@ def layout(artifact: Artifact) -> set[str]:
     return same_names(p.relative_to(artifact.path).as_posix() for p in artifact.path.rglob("*"))
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_train_one_loadable_artifact(tiny_model_path: Path, tmp_path: Path) -> None:
     from sentence_transformers import SentenceTransformer
 

@@ -6,14 +6,14 @@ import json
 from pathlib import Path
 
 import pytest
+from transformers import TrainerCallback
+from typer.testing import CliRunner
+
 from pipe_embed.pipeline.cli import app
 from pipe_embed.pipeline.core.errors import ConfigError, InputError, PipeError
 from pipe_embed.pipeline.core.store import Store
 from pipe_embed.training.evaldata import parse_spec, read_beir
 from pipe_embed.training.train import run_train
-from transformers import TrainerCallback
-from typer.testing import CliRunner
-
 from tests.training.conftest import _row, make_compose
 from tests.training.test_train import tiny_config
 

@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 
 import pytest
+
 from pipe_embed.pipeline.core.store import Store
 from pipe_embed.training.config import EvalConfig
 from pipe_embed.training.evaluate import (
@@ -110,11 +111,12 @@ def test_large_corpora_encode_in_chunks_under_a_progress_bar(tiny_model_path: Pa
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     import io
 
+    from rich.console import Console
+    from sentence_transformers import SentenceTransformer
+
     from pipe_embed.pipeline.core import console as console_mod
     from pipe_embed.pipeline.core.console import set_verbosity
     from pipe_embed.training import evaluate
-    from rich.console import Console
-    from sentence_transformers import SentenceTransformer
 
     set_verbosity(0)
     model = SentenceTransformer(str(tiny_model_path), device="cpu")
@@ -129,11 +131,11 @@ def test_large_corpora_encode_in_chunks_under_a_progress_bar(tiny_model_path: Pa
         assert chunked[name] == pytest.approx(whole[name], abs=1e-6), name
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["openvino", "onnx"])
 def test_a_fast_backend_scores_like_torch(backend: str, store: Store, tiny_model_path: Path, chess_html: Path) -> None:
     """eval encodes with the same checked encoder as mine: its metrics agree with torch's to 1e-3."""
     from pipe_embed.pipeline.core import encoders
-
     from tests.training.chess import chess_compose
 
     if not encoders.backend_installed(backend):

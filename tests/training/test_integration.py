@@ -6,11 +6,11 @@ import os
 from pathlib import Path
 
 import pytest
+
 from pipe_embed.pipeline.core.models import load_model
 from pipe_embed.pipeline.core.store import Store
 from pipe_embed.training.config import TrainConfig
 from pipe_embed.training.train import run_train
-
 from tests.training.chess import chess_compose, mine_with_model
 
 pytestmark = pytest.mark.integration
@@ -28,6 +28,7 @@ def all_threads():
     torch.set_num_threads(before)
 
 
+@pytest.mark.slow
 def test_training_with_mined_negatives_beats_the_base_model(store: Store, chess_html: Path, all_threads) -> None:
     # 300 terms: ~190 train anchors, ~80 dev queries against a 300-definition corpus.
     compose = chess_compose(store, chess_html, dev_share=0.2, limit=300)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from pipe_embed.pipeline.core.errors import ConfigError, PipeError
 from pipe_embed.training.config import TrainConfig
 from pipe_embed.training.lora import add_lora
@@ -54,9 +55,10 @@ def test_no_merge_writes_the_adapter_alone_and_it_loads_three_ways(store, tiny_m
     import json
 
     import numpy as np
+    from sentence_transformers import SentenceTransformer
+
     from pipe_embed.pipeline.core.models import load_model
     from pipe_embed.training.train import MODEL_DIR, run_train
-    from sentence_transformers import SentenceTransformer
 
     config = TrainConfig(model=str(tiny_model_path), device="cpu", lora=True, lora_r=4, lora_alpha=8, lora_merge=False,
                          batch_size=4, max_steps=3, lr=5e-2, eval_steps=0, patience=0, eval_base=False,
@@ -86,9 +88,10 @@ def test_no_merge_writes_the_adapter_alone_and_it_loads_three_ways(store, tiny_m
 def test_peft_loads_the_adapter_onto_the_hf_base(store, tiny_model_path: Path, mine_artifact) -> None:
     import torch
     from peft import PeftModel
-    from pipe_embed.training.train import MODEL_DIR, run_train
     from sentence_transformers import SentenceTransformer
     from transformers import AutoModel
+
+    from pipe_embed.training.train import MODEL_DIR, run_train
 
     config = TrainConfig(model=str(tiny_model_path), device="cpu", lora=True, lora_r=4, lora_merge=False,
                          batch_size=4, max_steps=2, lr=5e-2, eval_steps=0, patience=0, eval_base=False,

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
 from pipe_embed.pipeline.core.errors import ConfigError
 from pipe_embed.pipeline.core.store import Store
 from pipe_embed.training.config import TrainConfig
 from pipe_embed.training.pooling import configure_pooling, pooler_of, tokenizer_of
 from pipe_embed.training.train import MODEL_DIR, prepare_model, run_train
-
 from tests.training.tiny_decoder import build_tiny_decoder
 
 PROMPT = "query: "

@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 
 import pytest
+
 from pipe_embed.pipeline.core.errors import ConfigError
 from pipe_embed.pipeline.core.store import Store
 from pipe_embed.training.callbacks import STEP_LOG, read_log
@@ -17,7 +18,6 @@ from pipe_embed.training.train import (
     prepare_model,
     run_train,
 )
-
 from tests.training.conftest import split_rows
 
 LR = 1e-3

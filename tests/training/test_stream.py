@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from pipe_embed.pipeline.core.pairs import normalize_key, write_jsonl
 from pipe_embed.pipeline.core.store import Store
 from pipe_embed.training.config import TrainConfig, load_train_config

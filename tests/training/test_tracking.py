@@ -7,14 +7,14 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from transformers import TrainerCallback
+
 from pipe_embed.pipeline.core.config import build_config
 from pipe_embed.pipeline.core.errors import ConfigError
 from pipe_embed.pipeline.core.store import Store
 from pipe_embed.training import tracking
 from pipe_embed.training.config import TrainConfig
 from pipe_embed.training.train import MODEL_DIR, run_train
-from transformers import TrainerCallback
-
 from tests.training.test_train import tiny_config
 
 
@@ -62,6 +62,7 @@ def test_a_missing_tracker_package_says_how_to_install_it(monkeypatch: pytest.Mo
         build_config(TrainConfig, {"report_to": ["mlflow"]})
 
 
+@pytest.mark.slow
 def test_mlflow_run_has_params_step_metrics_and_the_model_path(store: Store, tiny_model_path: Path,
                                                                mine_artifact, mlflow_env) -> None:
     mlflow = mlflow_env
@@ -101,6 +102,7 @@ def test_mlflow_run_has_params_step_metrics_and_the_model_path(store: Store, tin
     assert again.cached and len(_runs(mlflow, store)[1]) == 1  # a cache hit trains nothing and logs nothing
 
 
+@pytest.mark.slow
 def test_a_tracking_uri_from_the_environment_wins(store: Store, tiny_model_path: Path, mine_artifact,
                                                   mlflow_env, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     mlflow = mlflow_env
@@ -151,12 +153,12 @@ def _fake_stages(monkeypatch: pytest.MonkeyPatch, dev_scores: list[float]) -> No
     monkeypatch.setattr(evaluate, "run_eval", run_eval)
 
 
+@pytest.mark.slow
 def test_iterate_logs_each_round_as_a_nested_run_with_its_lineage(store: Store, tiny_model_path: Path,
                                                                   mlflow_env, monkeypatch: pytest.MonkeyPatch) -> None:
     from pipe_embed.mining.stage import MineConfig
     from pipe_embed.pipeline.orchestrate.iterate import IterateConfig, run_iterate
     from pipe_embed.training.config import EvalConfig
-
     from tests.training.conftest import make_compose
 
     mlflow = mlflow_env

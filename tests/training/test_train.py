@@ -6,12 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
+from transformers import TrainerCallback
+
 from pipe_embed.pipeline.core.errors import ConfigError, PipeError
 from pipe_embed.pipeline.core.store import Store
 from pipe_embed.training.config import TrainConfig
 from pipe_embed.training.evaluate import METRIC_NAMES, evaluate_task, retrieval_task
 from pipe_embed.training.train import CHECKPOINTS, MODEL_DIR, run_train
-from transformers import TrainerCallback
 
 
 def tiny_config(model: Path, **overrides) -> TrainConfig:
@@ -107,8 +108,11 @@ def test_killed_run_resumes_from_its_last_checkpoint(store: Store, tiny_model_pa
 
 @pytest.mark.parametrize("loss", ["cached-mnrl", "gist"])
 def test_other_losses_train(store: Store, tiny_model_path: Path, mine_artifact, loss: str) -> None:
+    from pipe_embed.training.losses.cached_mnrl import CachedMnrlParams
+
     config = tiny_config(tiny_model_path, loss=loss, max_steps=2, eval_base=False, temperature=0.1,
-                         mini_batch_size=2, grad_checkpointing=loss == "cached-mnrl", pad_to_multiple_of=8)
+                         params={"cached-mnrl": CachedMnrlParams(mini_batch_size=2)},
+                         grad_checkpointing=loss == "cached-mnrl", pad_to_multiple_of=8)
     art = run_train(store, config, mine_artifact.ref).artifact
     assert art.metrics["train"]["steps"] == 2 and art.config["loss"] == loss
     assert art.stats["negatives_per_row"] == (1 if loss == "gist" else 3)  # GIST takes one negative
@@ -134,7 +138,7 @@ def test_lora_merges_into_a_full_model(store: Store, tiny_model_path: Path, mine
 
 def test_without_mined_negatives_trains_on_compose_and_defaults_to_latest(store: Store, tiny_model_path: Path,
                                                                            compose_artifact) -> None:
-    art = run_train(store, tiny_config(tiny_model_path, max_steps=1, eval_base=False)).artifact
+    art = run_train(store, tiny_config(tiny_model_path, max_steps=1, warmup_ratio=0.0, eval_base=False)).artifact
     assert art.inputs == [{"stage": "compose", "version": compose_artifact.version}]
     assert art.stats["negatives_per_row"] == 0
 
@@ -154,8 +158,8 @@ def test_plain_pairs_file_from_seed_config_trains_and_exports(store: Store, tiny
 def test_clear_errors(store: Store, tiny_model_path: Path, mine_artifact) -> None:
     with pytest.raises(ConfigError, match="'qlora'.*CUDA"):
         run_train(store, tiny_config(tiny_model_path, qlora=True, lora=True), mine_artifact.ref)
-    with pytest.raises(ConfigError, match="'dtype'"):
-        run_train(store, tiny_config(tiny_model_path, dtype="float16"), mine_artifact.ref)
+    with pytest.raises(ConfigError, match="'precision'.*CUDA"):
+        run_train(store, tiny_config(tiny_model_path, precision="fp16"), mine_artifact.ref)
     with pytest.raises(PipeError, match="no 'mine' artifact|not an artifact|no mine or compose"):
         run_train(Store(store.root / "empty"), tiny_config(tiny_model_path))
 
@@ -184,6 +188,7 @@ def test_qlora_merge_path_reloads_the_base_and_merges_there(tiny_model_path: Pat
     """The QLoRA merge (adapters moved onto a freshly loaded full-precision base) on CPU, minus the 4 bits."""
     import numpy as np
     import torch
+
     from pipe_embed.training.train import (
         add_lora,
         merge_lora,
@@ -224,8 +229,9 @@ def test_from_a_raw_pairs_file_says_to_compose_it(store: Store, tiny_model_path:
 
 def test_with_dev_refits_on_train_and_dev_rows_without_evaluating(store: Store, tiny_model_path: Path,
                                                                    mine_artifact, capsys) -> None:
-    plain = run_train(store, tiny_config(tiny_model_path, max_steps=1, eval_base=False), mine_artifact.ref).artifact
-    refit = run_train(store, tiny_config(tiny_model_path, max_steps=1, eval_base=False, with_dev=True),
+    plain = run_train(store, tiny_config(tiny_model_path, max_steps=1, warmup_ratio=0.0, eval_base=False),
+                      mine_artifact.ref).artifact
+    refit = run_train(store, tiny_config(tiny_model_path, max_steps=1, warmup_ratio=0.0, eval_base=False, with_dev=True),
                       mine_artifact.ref).artifact
     assert refit.version != plain.version
     assert refit.stats["rows"] == plain.stats["rows"] + 2  # the two dev terms (fork, epoch) join the train rows

@@ -6,6 +6,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+
 from pipe_embed.crawlers.stage import CrawlConfig, run_crawl
 from pipe_embed.mining.stage import MineConfig
 from pipe_embed.pipeline.compose.stage import ComposeConfig, run_compose
@@ -139,6 +140,7 @@ def test_bad_iterate_config():
 
 # -- the real stages with the tiny model ------------------------------------------------------------
 
+@pytest.mark.slow
 def test_two_rounds_resume_after_kill_cache_hits_and_report(store: Store, chess_html: Path,
                                                            tiny_model_path: Path,
                                                            monkeypatch: pytest.MonkeyPatch):
@@ -201,6 +203,7 @@ def test_two_rounds_resume_after_kill_cache_hits_and_report(store: Store, chess_
     assert "round 2" in page and outcome.artifact.ref in page and "<table>" in page
 
 
+@pytest.mark.slow
 def test_in_batch_round_one_refits_on_the_composed_pairs_and_reports(store: Store, chess_html: Path,
                                                                     tiny_model_path: Path):
     compose = _chess_compose(store, chess_html, rows=60)
@@ -218,9 +221,11 @@ def test_in_batch_round_one_refits_on_the_composed_pairs_and_reports(store: Stor
     assert "in-batch" in report.file("index.html").read_text()
 
 
+@pytest.mark.slow
 def test_iterate_cli_prints_table(tmp_path: Path, chess_html: Path, tiny_model_path: Path):
-    from pipe_embed.pipeline.cli import app
     from typer.testing import CliRunner
+
+    from pipe_embed.pipeline.cli import app
 
     store = Store(tmp_path / "data")
     compose = _chess_compose(store, chess_html, rows=60)
@@ -228,7 +233,8 @@ def test_iterate_cli_prints_table(tmp_path: Path, chess_html: Path, tiny_model_p
     config.write_text(
         "[iterate]\nmin_delta = 0.0\n"
         "[mine]\nnum_negatives = 1\nrelative_margin = 0.0\n"
-        "[train]\nmax_steps = 1\nbatch_size = 8\neval_steps = 0\neval_base = false\ndevice = 'cpu'\n")
+        "[train]\nmax_steps = 1\nwarmup_ratio = 0.0\nbatch_size = 8\neval_steps = 0\neval_base = false\n"
+        "device = 'cpu'\n")
     result = CliRunner().invoke(app, ["iterate", "--rounds", "1", "--model", str(tiny_model_path),
                                       "--from", compose.ref, "--data-dir", str(store.root),
                                       "--config", str(config), "--no-keep-base"])

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
+
 from pipe_embed.pipeline.cli import app
 from pipe_embed.pipeline.core.errors import ConfigError
 from pipe_embed.pipeline.core.store import Store
@@ -14,8 +16,6 @@ from pipe_embed.pipeline.orchestrate.sweep import BEST_CONFIG, SweepConfig, pars
 from pipe_embed.training.callbacks import STOPPED_FILE, EvalReportCallback, RunStopped
 from pipe_embed.training.config import load_train_config
 from pipe_embed.training.train import run_train
-from typer.testing import CliRunner
-
 from tests.training.conftest import make_compose, make_mine
 from tests.training.test_train import tiny_config
 
@@ -103,6 +103,7 @@ def test_a_stopped_training_replays_its_values_instead_of_training_again(store: 
     assert [s for s, _ in goes_on.history] == [1, 2, 1, 2, 3, 4]  # the replayed values, then the real ones
 
 
+@pytest.mark.slow
 def test_sweep_trials_table_plot_best_config_and_cache_hits(store: Store, tiny_model_path: Path, mine_artifact,
                                                            loss_calls) -> None:
     runner = CliRunner()
@@ -154,3 +155,14 @@ def test_sweep_trials_table_plot_best_config_and_cache_hits(store: Store, tiny_m
         return [(t["state"], t["value"], t["params"]) for t in records]
 
     assert outcome(rerun) == outcome(trials)
+
+
+def test_the_best_config_keeps_the_chosen_losss_table(tmp_path: Path) -> None:
+    from pipe_embed.pipeline.orchestrate.sweep import best_config_toml
+
+    config = load_train_config(None, {"loss": "gist", "gist": {"guide_model": "guide/model"}, "temperature": 0.02})
+    text = best_config_toml(config, ["best"])
+    assert "[train.gist]\nguide_model = \"guide/model\"" in text and "[train.symmetric]" not in text
+    path = tmp_path / BEST_CONFIG
+    path.write_text(text)
+    assert load_train_config(path).resolved() == config.resolved()  # the same run: a cache hit
