@@ -32,6 +32,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
+
+from benchmarks.child import run_child  # noqa: E402
+from benchmarks.wordnet_pairs import lemma_rows, write_compose  # noqa: E402
 from pipe_embed.mining.bm25 import (  # noqa: E402
     RankBM25Index,
     make_index,
@@ -39,9 +42,6 @@ from pipe_embed.mining.bm25 import (  # noqa: E402
     tokenize,
 )
 from pipe_embed.pipeline.core.store import Store  # noqa: E402
-
-from benchmarks.child import run_child  # noqa: E402
-from benchmarks.wordnet_pairs import lemma_rows, write_compose  # noqa: E402
 
 CHILD = """
 import json, sys, time

@@ -48,12 +48,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
-from pipe_embed.pipeline.core.console import set_verbosity  # noqa: E402
-from pipe_embed.pipeline.core.pairs import CORPUS_FILE, pairs_file, read_corpus, read_pairs  # noqa: E402
-from pipe_embed.pipeline.core.store import Artifact, Store  # noqa: E402
 
 from benchmarks.child import run_child  # noqa: E402
 from benchmarks.wordnet_pairs import distinct_gloss_rows, synset_rows, write_compose  # noqa: E402
+from pipe_embed.pipeline.core.console import set_verbosity  # noqa: E402
+from pipe_embed.pipeline.core.pairs import CORPUS_FILE, pairs_file, read_corpus, read_pairs  # noqa: E402
+from pipe_embed.pipeline.core.store import Artifact, Store  # noqa: E402
 
 SETTINGS = {"range_max": 30, "num_negatives": 3, "relative_margin": 0.05, "batch_size": 64}
 PROGRESS: Path | None = None  # where mine_vs_peer writes its runs as they finish
@@ -101,10 +101,11 @@ def mine_vs_peer(compose_of, anchors: list[str], positives: list[str], corpus: l
                  repeats: int, mine_settings: dict, precision: str = "auto") -> dict:
     """Alternate the mine stage (fresh store each time) and mine_hard_negatives; medians, loads, agreement."""
     from datasets import Dataset
+    from sentence_transformers.util import mine_hard_negatives
+
     from pipe_embed.mining.dense import Encoder
     from pipe_embed.mining.stage import MineConfig, cache_root, run_mine
     from pipe_embed.pipeline.core.models import load_model
-    from sentence_transformers.util import mine_hard_negatives
 
     model = load_model(None)
     model.encode([f"warm-up sentence number {i}" for i in range(64)], batch_size=64)  # first-call costs

@@ -41,8 +41,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path[:0] = [str(HERE), str(ROOT)]
 
-from quality_data import Glossary, load_glossary, split_terms
-from quality_recipes import (
+from quality_data import Glossary, load_glossary, split_terms  # noqa: E402  (importable once sys.path holds HERE)
+from quality_recipes import (  # noqa: E402  (importable once sys.path holds HERE)
     MAX_LENGTH,
     PIPE_RECIPES,
     ST_MINE,
@@ -51,7 +51,7 @@ from quality_recipes import (
     PipeVariant,
     base_model,
 )
-from quality_score import METRICS, plot, score, summarize
+from quality_score import METRICS, plot, score, summarize  # noqa: E402  (importable once sys.path holds HERE)
 
 RESULTS = HERE / "results"
 DEFAULT_GLOSSARIES = "chess,slang,wordnet-300,wordnet-1000"

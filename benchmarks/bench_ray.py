@@ -33,10 +33,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
-from pipe_embed.pipeline.core.console import set_verbosity  # noqa: E402
-from pipe_embed.pipeline.core.store import Artifact, Store  # noqa: E402
 
 from benchmarks.wordnet_pairs import distinct_gloss_rows, write_compose  # noqa: E402
+from pipe_embed.pipeline.core.console import set_verbosity  # noqa: E402
+from pipe_embed.pipeline.core.store import Artifact, Store  # noqa: E402
 
 DIM = 384
 
@@ -67,6 +67,7 @@ def build_store(root: Path, texts: int) -> tuple[Store, Artifact, int]:
 def one_run(store: Store, compose: Artifact, workers: int | None) -> dict:
     """One mine stage (--force): in-process (workers None) or Ray with `workers` single-CPU workers."""
     import ray
+
     from pipe_embed.mining.stage import MineConfig, run_mine
 
     config = MineConfig(method="faiss") if workers is None else \

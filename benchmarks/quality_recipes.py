@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipe_embed.pipeline.core.models import load_model
 from quality_data import Glossary, Term, write_glossary_csv
+
+from pipe_embed.pipeline.core.models import load_model
 
 MAX_LENGTH = 96  # token limit of every text, in every recipe, in training and scoring alike
 ST_SETTINGS = {"epochs": 3, "batch_size": 16, "lr": 5e-5, "loss": "MultipleNegativesRankingLoss (scale 20)",

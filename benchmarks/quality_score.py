@@ -6,8 +6,9 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from pipe_embed.pipeline.core.pairs import doc_id
 from quality_data import Glossary, Term
+
+from pipe_embed.pipeline.core.pairs import doc_id
 
 METRICS = {"mrr@10": "_mrr@10", "ndcg@10": "_ndcg@10", "recall@1": "_recall@1", "recall@10": "_recall@10"}
 

@@ -419,16 +419,16 @@ class PoliteClient:
             if reply.status == 200:
                 parser.parse(reply.body.decode("utf-8", "replace").splitlines())
             elif 400 <= reply.status < 500:
-                parser.allow_all = True  # RFC 9309: no robots.txt means no restrictions
+                parser.allow_all = True  # type: ignore[attr-defined]  # RobotFileParser sets it at run time; RFC 9309: no robots.txt, no restrictions
             else:
-                parser.disallow_all = True
+                parser.disallow_all = True  # type: ignore[attr-defined]  # RobotFileParser sets it at run time
         except FetchError as exc:
             if exc.kind in NETWORK_KINDS or exc.kind in CLIENT_KINDS:
                 result = exc  # the host is unreachable, or the request itself is bad: say so, not robots
             elif exc.kind in ("host-not-allowed", "redirects"):
-                parser.allow_all = True  # RFC 9309: robots.txt redirected away counts as unavailable
+                parser.allow_all = True  # type: ignore[attr-defined]  # set at run time; RFC 9309: robots.txt redirected away counts as unavailable
             else:  # RFC 9309: a server error on robots.txt means fully disallowed
-                parser.disallow_all = True
+                parser.disallow_all = True  # type: ignore[attr-defined]  # RobotFileParser sets it at run time
         self._robots[key] = result
         return result
 

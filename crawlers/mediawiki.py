@@ -16,6 +16,7 @@ import json
 import re
 
 from bs4 import BeautifulSoup, PageElement, Tag
+
 from pipe_embed.crawlers.base import Entry, ParsedPage
 from pipe_embed.crawlers.htmltext import (
     clean_text,
@@ -124,7 +125,7 @@ def _anchor_of(dt: Tag) -> str:
     """The term's anchor id: the dt's own id, else the first id inside it."""
     if dt.get("id"):
         return str(dt["id"])
-    inner = dt.find(attrs={"id": True})
+    inner = dt.find(None, {"id": True})
     return str(inner["id"]) if inner is not None and inner["id"] else ""
 
 
@@ -234,11 +235,11 @@ class _Walker:
         self.terms, self.defined = [], False
         loose: list[PageElement] = []  # stray text/lists between a dt and the next dt (broken markup)
         for child in list(dl.children):
-            name = child.name if isinstance(child, Tag) else None
-            if name not in ("dt", "dd"):
+            if not (isinstance(child, Tag) and child.name in ("dt", "dd")):
                 if self.terms and not self.defined:
                     loose.append(child)
                 continue
+            name = child.name
             if loose:
                 if name == "dt":
                     self._loose_definition(loose)

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+
 from pipe_embed.mining.candidates import NO_ID, Candidates
 from pipe_embed.pipeline.core.console import progress_bar
+from pipe_embed.pipeline.core.pairs import PairRow
 
 
 @dataclass(frozen=True)
@@ -80,7 +83,7 @@ class BM25Index:
         # bm25s keeps, per term, the documents containing it and their weights: a terms x docs CSR.
         self.weights = sp.csr_matrix((scores["data"], scores["indices"], scores["indptr"]),
                                      shape=(num_terms, self.num_docs))
-        self._by_doc = None
+        self._by_doc: Any = None  # docs x terms (a scipy CSR matrix), built on first use
 
     def query_matrix(self, query_tokens: Sequence[Sequence[str]]):
         """Queries as a sparse term-count matrix (a repeated term counts twice, as in BM25)."""
@@ -190,10 +193,10 @@ def tie_aware_overlap(ids_a: np.ndarray, ref_scores: np.ndarray, k: int) -> floa
     return float(np.mean(ref_scores[ids_a] >= kth - 1e-5 * max(1.0, abs(float(kth)))))
 
 
-def bm25_negatives_for_pairs(rows: Sequence[dict], corpus: Sequence[dict] | Sequence[str] | None = None,
+def bm25_negatives_for_pairs(rows: Sequence[PairRow], corpus: Sequence[dict[str, Any]] | Sequence[str] | None = None,
                              k: int = 3, *, range_min: int = 0, range_max: int | None = None,
                              tokenizer: TokenizerConfig = TokenizerConfig(), backend: str = "bm25s",
-                             definitions_from: Sequence[dict] | None = None) -> list[dict]:
+                             definitions_from: Sequence[PairRow] | None = None) -> list[PairRow]:
     """Copies of pairs rows with up to k BM25 hard negatives each (`pipe compose --hard-k K`).
 
     Candidates are `corpus` ({"id", "text"} rows or plain texts), by default every positive of
@@ -215,7 +218,7 @@ def bm25_negatives_for_pairs(rows: Sequence[dict], corpus: Sequence[dict] | Sequ
 
     rows = list(rows)
     if not rows or k <= 0:
-        return [dict(r) for r in rows]
+        return [r.copy() for r in rows]
     if corpus is None:
         corpus_rows = [{"id": pid, "text": text} for r in rows
                        for pid, text in zip(r.get("positive_ids") or [doc_id(p) for p in r["positives"]], r["positives"])]
@@ -235,7 +238,7 @@ def bm25_negatives_for_pairs(rows: Sequence[dict], corpus: Sequence[dict] | Sequ
     selection = select_negatives(cands, exclusions, pos_scores, params)
     out = []
     for row, (ids, scores), pos in zip(rows, selection.rows(cands), pos_scores):
-        new = dict(row)
+        new = row.copy()
         new["hard_negatives"] = [cand.texts[i] for i in ids]
         new["negative_ids"] = [cand.ids[i] for i in ids]
         new["negative_scores"] = [round(float(s), 6) for s in scores]

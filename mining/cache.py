@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
 from pipe_embed.pipeline.core.console import debug, warn
 from pipe_embed.pipeline.core.encoders import is_float32
 from pipe_embed.pipeline.core.errors import PipeError

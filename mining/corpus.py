@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from pipe_embed.mining.selection import Exclusions
 from pipe_embed.pipeline.core.errors import InputError
-from pipe_embed.pipeline.core.pairs import as_text, doc_id, iter_jsonl, iter_lines, normalize_key
+from pipe_embed.pipeline.core.pairs import PairRow, as_text, doc_id, iter_jsonl, iter_lines, normalize_key
 
 
 @dataclass
@@ -93,7 +94,7 @@ def build_corpus(*sources: Iterable[dict[str, Any]]) -> CandidateCorpus:
     return corpus
 
 
-def term_definitions(rows: Iterable[dict[str, Any]]) -> dict[str, set[str]]:
+def term_definitions(rows: Iterable[PairRow]) -> dict[str, set[str]]:
     """Normalised anchor -> normalised texts of all its positives (across every split given)."""
     out: dict[str, set[str]] = {}
     for row in rows:
@@ -102,12 +103,12 @@ def term_definitions(rows: Iterable[dict[str, Any]]) -> dict[str, set[str]]:
     return out
 
 
-def positive_indices(rows: Sequence[dict[str, Any]], corpus: CandidateCorpus) -> list[list[int]]:
+def positive_indices(rows: Sequence[PairRow], corpus: CandidateCorpus) -> list[list[int]]:
     """Corpus indices of each row's positives (by id when known, else by text; added if missing)."""
     out = []
     for row in rows:
         positives = row.get("positives") or [row["positive"]]
-        ids = row.get("positive_ids") or [None] * len(positives)
+        ids: Sequence[str | None] = row.get("positive_ids") or [None] * len(positives)
         indices = []
         for text, id_ in zip(positives, ids):
             index = corpus.position.get(id_) if id_ else None
@@ -118,7 +119,7 @@ def positive_indices(rows: Sequence[dict[str, Any]], corpus: CandidateCorpus) ->
     return out
 
 
-def build_exclusions(rows: Sequence[dict[str, Any]], corpus: CandidateCorpus,
+def build_exclusions(rows: Sequence[PairRow], corpus: CandidateCorpus,
                      positives: Sequence[Sequence[int]],
                      definitions: dict[str, set[str]] | None = None) -> Exclusions:
     """Per row: its positives; duplicates of a positive or of the anchor; other definitions of the term."""

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
 from pipe_embed.pipeline.core.errors import PipeError
 
 
@@ -19,8 +20,9 @@ def load_cross_encoder(name_or_path: str, device: str | None = None) -> Any:
     import os
     from pathlib import Path
 
-    from pipe_embed.pipeline.core.models import resolve_model
     from sentence_transformers import CrossEncoder
+
+    from pipe_embed.pipeline.core.models import resolve_model
 
     resolved = resolve_model(name_or_path)
     local = Path(resolved).is_dir()
@@ -38,7 +40,7 @@ def cross_encoder_drops(model: Any, anchors: Sequence[str], positives: Sequence[
                         batch_size: int = 64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(drop mask, candidate scores, positive scores): drop where ce(candidate) >= ce(positive) - margin."""
     rows, cols = np.nonzero(survivors)
-    pairs = [(anchors[r], texts[cand_ids[r, c]]) for r, c in zip(rows, cols)]
+    pairs = [(anchors[r], texts[cand_ids[r, c]]) for r, c in zip(rows.tolist(), cols.tolist())]
     pairs += list(zip(anchors, positives))
     if not pairs:
         return np.zeros(survivors.shape, dtype=bool), np.zeros(survivors.shape, np.float32), np.zeros(0, np.float32)

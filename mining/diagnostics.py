@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from pipe_embed.mining.candidates import NO_ID, Candidates
 from pipe_embed.mining.selection import Selection
 
@@ -59,7 +60,7 @@ def plot_histograms(path: Path, positive: np.ndarray, kept: np.ndarray, dropped:
     bins = np.linspace(float(everything.min()), float(everything.max()) + 1e-6, 41)
     for values, (_, label) in zip(finite, series):
         if len(values):
-            ax.hist(values, bins=bins, alpha=0.5, label=f"{label} ({len(values)})")
+            ax.hist(values, bins=bins.tolist(), alpha=0.5, label=f"{label} ({len(values)})")
     ax.set_xlabel("score")
     ax.set_ylabel("count")
     ax.set_title(title)
@@ -111,8 +112,9 @@ def build_report(*, selection: Selection, cands: Candidates, ranks: np.ndarray, 
 
 def print_table(report: dict[str, Any]) -> None:
     """A short rich table of the diagnostics on stderr."""
-    from pipe_embed.pipeline.core.console import console, quiet
     from rich.table import Table
+
+    from pipe_embed.pipeline.core.console import console, quiet
 
     if quiet():
         return

@@ -19,14 +19,14 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from pipe_embed.pipeline.core.pairs import doc_id, hf_schema, write_jsonl
+from pipe_embed.pipeline.core.pairs import PairRow, doc_id, hf_schema, write_jsonl
 
 FORMATS = ("flag", "st-ntuple", "st-triplet", "lexdpr", "hf")
 FILE_NAMES = {"flag": "flag.jsonl", "st-ntuple": "st-ntuple.jsonl", "st-triplet": "st-triplet.jsonl",
               "lexdpr": "lexdpr", "hf": "hf"}  # the last two are directories
 
 
-def flag_rows(rows: Sequence[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+def flag_rows(rows: Sequence[PairRow]) -> Iterator[dict[str, Any]]:
     """FlagEmbedding rows: query, every positive, the mined negatives."""
     for row in rows:
         if row.get("hard_negatives"):
@@ -34,7 +34,7 @@ def flag_rows(rows: Sequence[dict[str, Any]]) -> Iterator[dict[str, Any]]:
                    "neg": list(row["hard_negatives"])}
 
 
-def ntuple_rows(rows: Sequence[dict[str, Any]], num_negatives: int) -> Iterator[dict[str, Any]]:
+def ntuple_rows(rows: Sequence[PairRow], num_negatives: int) -> Iterator[dict[str, Any]]:
     """sentence-transformers n-tuples: anchors with exactly num_negatives negatives."""
     for row in rows:
         negatives = row.get("hard_negatives") or []
@@ -44,14 +44,14 @@ def ntuple_rows(rows: Sequence[dict[str, Any]], num_negatives: int) -> Iterator[
             yield out
 
 
-def triplet_rows(rows: Sequence[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+def triplet_rows(rows: Sequence[PairRow]) -> Iterator[dict[str, Any]]:
     """sentence-transformers triplets: one per (anchor, positive, negative)."""
     for row in rows:
         for negative in row.get("hard_negatives") or []:
             yield {"anchor": row["anchor"], "positive": row["positive"], "negative": negative}
 
 
-def lexdpr_queries(rows: Sequence[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+def lexdpr_queries(rows: Sequence[PairRow]) -> Iterator[dict[str, Any]]:
     """LexDPR query rows: the query and its positives and negatives as corpus ids."""
     for row in rows:
         negatives = row.get("hard_negatives") or []
@@ -60,7 +60,7 @@ def lexdpr_queries(rows: Sequence[dict[str, Any]]) -> Iterator[dict[str, Any]]:
                "hard_negatives": list(row.get("negative_ids") or [doc_id(n) for n in negatives])}
 
 
-def lexdpr_corpus(rows: Sequence[dict[str, Any]],
+def lexdpr_corpus(rows: Sequence[PairRow],
                   corpus: tuple[Sequence[str], Sequence[str]] | None = None) -> list[dict[str, str]]:
     """`{"id", "text"}` of the candidate corpus (when given) and of every id the rows refer to."""
     documents: dict[str, str] = dict(zip(*corpus)) if corpus is not None else {}
@@ -74,7 +74,7 @@ def lexdpr_corpus(rows: Sequence[dict[str, Any]],
     return [{"id": ident, "text": text} for ident, text in documents.items()]
 
 
-def write_lexdpr(rows: Sequence[dict[str, Any]], directory: Path,
+def write_lexdpr(rows: Sequence[PairRow], directory: Path,
                  corpus: tuple[Sequence[str], Sequence[str]] | None = None) -> dict[str, int]:
     """queries.jsonl and corpus.jsonl in `directory` (LexDPR's layout)."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -83,7 +83,7 @@ def write_lexdpr(rows: Sequence[dict[str, Any]], directory: Path,
     return {"rows": written, "anchors_left_out": 0, "documents": documents}
 
 
-def to_hf_dataset(rows: Sequence[dict[str, Any]]) -> Any:
+def to_hf_dataset(rows: Sequence[PairRow]) -> Any:
     """A `datasets.Dataset` of pairs rows with explicit types (see `hf_schema`)."""
     import datasets
 
@@ -91,7 +91,7 @@ def to_hf_dataset(rows: Sequence[dict[str, Any]]) -> Any:
     return datasets.Dataset.from_dict(data, features=features)
 
 
-def write_hf(rows: Sequence[dict[str, Any]], directory: Path) -> dict[str, int]:
+def write_hf(rows: Sequence[PairRow], directory: Path) -> dict[str, int]:
     """A DatasetDict (`train`) saved with `save_to_disk`: `datasets.load_from_disk(directory)`."""
     import datasets
 
@@ -105,7 +105,7 @@ def write_hf(rows: Sequence[dict[str, Any]], directory: Path) -> dict[str, int]:
     return {"rows": len(rows), "anchors_left_out": 0}
 
 
-def export(rows: Sequence[dict[str, Any]], formats: Sequence[str], directory: Path, num_negatives: int,
+def export(rows: Sequence[PairRow], formats: Sequence[str], directory: Path, num_negatives: int,
            corpus: tuple[Sequence[str], Sequence[str]] | None = None) -> dict[str, dict[str, int]]:
     """Write each requested format into directory; returns rows written and anchors left out.
 

@@ -11,20 +11,22 @@ apply unchanged. Work is done group by group in blocks of bounded size, never an
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
 from pipe_embed.mining.candidates import NO_ID, Candidates
 from pipe_embed.pipeline.core.errors import PipeError
+from pipe_embed.pipeline.core.pairs import PairRow
 
 NO_GROUP = -1
 BLOCK = 1 << 22  # (anchor, text) scores held at once
 Scorer = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]  # -> (ranking key, scores)
 
 
-def group_of(row: dict[str, Any], column: str) -> str:
+def group_of(row: Mapping[str, Any], column: str) -> str:
     """The row's value of a carried column (`group[column]`, else a top-level text field), or ""."""
     group = row.get("group")
     value = group.get(column) if isinstance(group, dict) else None
@@ -52,7 +54,7 @@ class Groups:
 
 
 def build_groups(column: str, corpus_rows: Sequence[dict[str, Any]], corpus: Any,
-                 rows: Sequence[dict[str, Any]], positives: Sequence[Sequence[int]],
+                 rows: Sequence[PairRow], positives: Sequence[Sequence[int]],
                  where: str = "the input") -> Groups:
     """Group codes of the candidate corpus (`CandidateCorpus`) and of the anchors, by `column`."""
     codes: dict[str, int] = {}

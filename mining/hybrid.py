@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from pipe_embed.mining.candidates import NO_ID, Candidates, sort_rows
 
 

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from pipe_embed.mining.candidates import NO_ID, Candidates
 
 KEEP, POSITIVE, DUPLICATE, OTHER_DEFINITION = 0, 1, 2, 3

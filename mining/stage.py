@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import numpy as np
+
 from pipe_embed.mining.corpus import (
     CandidateCorpus,
     build_corpus,
@@ -50,6 +51,7 @@ from pipe_embed.pipeline.core.hashing import hash_file
 from pipe_embed.pipeline.core.models import DEFAULT_MODEL
 from pipe_embed.pipeline.core.pairs import (
     CORPUS_FILE,
+    PairRow,
     doc_id,
     pairs_file,
     read_corpus,
@@ -57,7 +59,7 @@ from pipe_embed.pipeline.core.pairs import (
     write_jsonl,
 )
 from pipe_embed.pipeline.core.plugins import Registry
-from pipe_embed.pipeline.core.store import Artifact, RunOutcome, StageResult, Store
+from pipe_embed.pipeline.core.store import Artifact, RunOutcome, StageResult, Store, finite_json
 
 STAGE = "mine"
 FORMAT_VERSION = 1
@@ -191,7 +193,7 @@ class MineInput:
 
     source: Artifact
     compose: Artifact
-    rows: list[dict[str, Any]]
+    rows: list[PairRow]
     definitions: dict[str, set[str]]  # normalised term -> normalised texts of its definitions, all splits
     corpus_rows: list[dict[str, Any]]
     previous: dict[str, list[str]] | None = None  # anchor id -> previous negative ids
@@ -307,15 +309,15 @@ def _merge_previous(config: MineConfig, inp: MineInput, corpus: CandidateCorpus,
                     exclusions: Any, positives: list[list[int]], chosen: list[tuple[np.ndarray, np.ndarray]]) -> int:
     """Append to each row the previous round's negatives that still pass exclusion and filters."""
     assert inp.previous is not None
-    rows_prev = []
+    rows_prev: list[list[int]] = []
     for q, row in enumerate(inp.rows):
         have = set(chosen[q][0].tolist())
-        ids = []
+        found: list[int] = []
         for nid in inp.previous.get(row["id"], []):
             index = corpus.position.get(nid)  # a previous negative from a text no longer offered is skipped
             if index is not None and index not in have:
-                ids.append(index)
-        rows_prev.append(ids)
+                found.append(index)
+        rows_prev.append(found)
     width = max((len(x) for x in rows_prev), default=0)
     if width == 0:
         return 0
@@ -391,7 +393,7 @@ def select(config: MineConfig, inp: MineInput, prep: Prepared, retrieved: Retrie
     if config.max_positive_similarity is not None:
         band = candidate_band(cands, codes, params)
         extra_drops["positive_similarity"] = positive_similarity_drops(
-            retrieved.corpus_vectors, cands.ids, band, prep.positives, config.max_positive_similarity)  # type: ignore[arg-type]
+            retrieved.vectors()[1], cands.ids, band, prep.positives, config.max_positive_similarity)
     selection: Selection = select_negatives(cands, prep.exclusions, retrieved.positive_scores, params, extra_drops,
                                             codes)
     if config.cross_encoder:
@@ -412,14 +414,14 @@ def select(config: MineConfig, inp: MineInput, prep: Prepared, retrieved: Retrie
 
 
 def write_pairs(config: MineConfig, inp: MineInput, prep: Prepared, retrieved: Retrieved, chosen: Chosen,
-                workdir: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+                workdir: Path) -> tuple[list[PairRow], dict[str, Any]]:
     """Write pairs.jsonl (the train rows with their negatives and scores) and the requested exports."""
     from pipe_embed.mining.export import export
 
-    out_rows = []
+    out_rows: list[PairRow] = []
     for q, row in enumerate(inp.rows):
         ids, scores = chosen.rows[q]
-        new = dict(row)
+        new = row.copy()
         new["hard_negatives"] = [prep.corpus.texts[i] for i in ids]
         new["negative_ids"] = [prep.corpus.ids[i] for i in ids]
         new["negative_scores"] = [round(float(s), 6) for s in scores]
@@ -436,11 +438,9 @@ def write_pairs(config: MineConfig, inp: MineInput, prep: Prepared, retrieved: R
 
 
 def write_report(config: MineConfig, inp: MineInput, prep: Prepared, retrieved: Retrieved, chosen: Chosen,
-                 out_rows: list[dict[str, Any]], exports: dict[str, Any], encoder: Any,
+                 out_rows: list[PairRow], exports: dict[str, Any], encoder: Any,
                  workdir: Path) -> StageResult:
     """Diagnostics (where the positive ranked, histograms, drops per filter, overlap) and the stats."""
-    import json
-
     from pipe_embed.mining.diagnostics import build_report, plot_histograms, positive_ranks, print_table, round_overlap
 
     cands, selection = retrieved.cands, chosen.selection
@@ -456,7 +456,7 @@ def write_report(config: MineConfig, inp: MineInput, prep: Prepared, retrieved: 
     plot_histograms(diag / "scores.png", retrieved.positive_scores, cands.scores[selection.chosen],
                     cands.scores[selection.dropped_mask],
                     title=f"{config.method} scores: positives, kept negatives, dropped candidates")
-    (diag / "diagnostics.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    (diag / "diagnostics.json").write_text(finite_json(report), encoding="utf-8")  # an undefined score is null
     debug(f"written: peak RSS {_peak_mb():.0f} MB")
     print_table(report)
     if selection.short:

@@ -18,6 +18,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
@@ -139,6 +141,7 @@ def test_the_check_sees_module_level_and_nested_imports(tmp_path: Path):
     assert nested == {"faiss", "sentence_transformers"}
 
 
+@pytest.mark.slow
 def test_every_module_imports_in_a_fresh_interpreter():
     """Import each module of the installed package in a subprocess (no test-suite state helps)."""
     from tests.test_layout import source_modules

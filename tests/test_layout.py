@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from pipe_embed.pipeline.core.floors import CORE, FLOORS, PACKAGE, STAGE, TOP, floor_of
 from pipe_embed.pipeline.core.imports import imports_of
 

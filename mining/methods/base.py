@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
+
 from pipe_embed.mining.candidates import Candidates
 from pipe_embed.mining.corpus import CandidateCorpus, as_index_array, reduce_min
 from pipe_embed.mining.groups import Scorer
@@ -54,6 +55,12 @@ class Retrieved:
     query_tokens: list[list[str]] | None = None
     seconds: dict[str, float] = dataclasses.field(default_factory=dict)
     state: Any = None  # whatever else a method keeps for its pair_scores and scorer
+
+    def vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """The anchor and text vectors of a dense retrieval; a TypeError when the method made none."""
+        if self.query_vectors is None or self.corpus_vectors is None:
+            raise TypeError("this retrieval holds no anchor and text vectors: only a dense method's does")
+        return self.query_vectors, self.corpus_vectors
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+
 from pipe_embed.mining.bm25 import TokenizerConfig, make_index, tokenize
 from pipe_embed.mining.groups import Scorer, bm25_scorer
 from pipe_embed.mining.methods.base import Context, Method, Retrieved

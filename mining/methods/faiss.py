@@ -13,6 +13,7 @@ from types import SimpleNamespace
 from typing import Any, Literal
 
 import numpy as np
+
 from pipe_embed.mining.dense import IndexParams, dense_search, pair_scores
 from pipe_embed.mining.groups import Scorer, dense_scorer
 from pipe_embed.mining.methods.base import DENSE_RELATIVE_MARGIN, Context, Method, Retrieved
@@ -69,7 +70,7 @@ def dense(ctx: Context) -> Retrieved:
 
 def cosine_pairs(found: Retrieved, rows: np.ndarray, ids: np.ndarray) -> np.ndarray:
     """Cosine of (anchor row, corpus index) pairs from the retrieved vectors."""
-    return pair_scores(found.query_vectors, found.corpus_vectors, rows, ids)  # type: ignore[arg-type]
+    return pair_scores(*found.vectors(), rows, ids)
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ class FaissMethod(Method):
         return cosine_pairs(found, rows, ids)
 
     def scorer(self, ctx: Context, found: Retrieved) -> Scorer:
-        return dense_scorer(found.query_vectors, found.corpus_vectors)  # type: ignore[arg-type]
+        return dense_scorer(*found.vectors())
 
 
 METHOD = FaissMethod("faiss", "dense candidates by cosine of the model's embeddings (exact, or a FAISS index)",

@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
+
 from pipe_embed.mining.candidates import Candidates
 from pipe_embed.mining.groups import Scorer, bm25_scorer, dense_scorer, hybrid_scorer
 from pipe_embed.mining.methods.base import DENSE_RELATIVE_MARGIN, Context, Method, Retrieved
@@ -38,7 +39,7 @@ class HybridMethod(Method):
         words = lexical(ctx)
         found = dense(ctx)
         fused = rrf_fuse([words.cands, found.cands], ctx.k, ctx.params(HybridParams).rrf_k)
-        cands = Candidates(fused.ids, candidate_scores(found.query_vectors, found.corpus_vectors, fused.ids))
+        cands = Candidates(fused.ids, candidate_scores(*found.vectors(), fused.ids))
         return dataclasses.replace(found, cands=cands, bm25=words.bm25, query_tokens=words.query_tokens)
 
     def pair_scores(self, found: Retrieved, rows: np.ndarray, ids: np.ndarray) -> np.ndarray:
@@ -46,7 +47,7 @@ class HybridMethod(Method):
 
     def scorer(self, ctx: Context, found: Retrieved) -> Scorer:
         return hybrid_scorer(bm25_scorer(found.bm25, found.query_tokens or []),
-                             dense_scorer(found.query_vectors, found.corpus_vectors),  # type: ignore[arg-type]
+                             dense_scorer(*found.vectors()),
                              ctx.params(HybridParams).rrf_k)
 
 

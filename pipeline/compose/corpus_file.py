@@ -9,6 +9,7 @@ kept per document so that mine can draw same-group negatives.
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -70,7 +71,7 @@ def group_value(value: Any, path: Path, line: int, column: str) -> str:
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
         return str(int(value))
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
-        return str(int(value)) if float(value).is_integer() else str(value)
+        return str(math.trunc(value)) if float(value).is_integer() else str(value)
     raise InputError(path, f"column '{column}': expected text or a number to group by, got {describe_value(value)}",
                      line=line)
 

@@ -30,6 +30,7 @@ from pipe_embed.pipeline.core.hashing import hash_file
 from pipe_embed.pipeline.core.pairs import (
     CORPUS_FILE,
     SPLITS,
+    PairRow,
     anchor_id,
     doc_id,
     normalize_key,
@@ -81,7 +82,7 @@ class ComposeConfig:
 
 def group_rows(rows: list[RawRow], config: ComposeConfig, known_ids: dict[str, str] | None = None,
                group_keys: Sequence[str] = (), changes: Counter[str] | None = None,
-               ) -> tuple[list[dict[str, Any]], Counter[str]]:
+               ) -> tuple[list[PairRow], Counter[str]]:
     """Clean rows, drop bad ones (each counted by reason), merge the definitions of one term into one anchor.
 
     A positive's id is the user's (id-based rows), else the id of the same text in the corpus file
@@ -131,10 +132,10 @@ def group_rows(rows: list[RawRow], config: ComposeConfig, known_ids: dict[str, s
                 if text and normalize_key(text) not in entry["keys"] and text not in entry["negatives"]:
                     entry["negatives"].append(text)
                     entry["negative_ids"].append(nid or known_ids.get(text) or doc_id(text))
-    records = []
+    records: list[PairRow] = []
     for entry in groups.values():
         kept = [i for i, n in enumerate(entry["negatives"]) if normalize_key(n) not in entry["keys"]]
-        record = {
+        record: PairRow = {
             "id": anchor_id(entry["anchor"]),
             "anchor": entry["anchor"],
             "positive": entry["positives"][0],
@@ -162,7 +163,7 @@ def read_inputs(paths: list[Path], config: ComposeConfig, corpus: CorpusFile | N
     return rows
 
 
-def make_corpus(records: list[dict[str, Any]], config: ComposeConfig, corpus_file: CorpusFile | None,
+def make_corpus(records: list[PairRow], config: ComposeConfig, corpus_file: CorpusFile | None,
                 changes: Counter[str] | None = None) -> tuple[list[dict[str, Any]], Counter[str]]:
     """corpus.jsonl rows: every positive, then the corpus file's other documents (cleaned, and dropped
     by the positive length limits, counted, so a text too long to be a positive is no candidate either).
@@ -189,8 +190,8 @@ def make_corpus(records: list[dict[str, Any]], config: ComposeConfig, corpus_fil
             dropped[reason] += 1
             continue
         corpus[ident] = {"id": ident, "text": text}
-        if keys:
-            own = corpus_file.groups.get(ident, {})  # type: ignore[union-attr]
+        if keys and corpus_file is not None:  # it is set: the loop runs over its texts
+            own = corpus_file.groups.get(ident, {})
             corpus[ident]["group"] = {k: own.get(k, "") for k in keys}
     return list(corpus.values()), dropped
 
@@ -212,7 +213,7 @@ def _empty_reason(rows_read: int, dropped: Counter[str], config: ComposeConfig) 
             f"check the columns or lower min_positive_chars (now {config.min_positive_chars})")
 
 
-NegativesFn = Callable[..., list[dict[str, Any]]]
+NegativesFn = Callable[..., list[PairRow]]
 
 
 def compose_pairs(paths: list[Path], config: ComposeConfig, workdir: Path,
@@ -238,7 +239,7 @@ def compose_pairs(paths: list[Path], config: ComposeConfig, workdir: Path,
             records = negatives(records, k=config.hard_k, corpus=[{"id": c["id"], "text": c["text"]} for c in corpus_rows])
         else:
             records = negatives(records, k=config.hard_k)
-    by_split: dict[str, list[dict[str, Any]]] = {s: [] for s in SPLITS}
+    by_split: dict[str, list[PairRow]] = {s: [] for s in SPLITS}
     for record in records:
         split = split_of(record["anchor"], config.dev_fraction, config.test_fraction, config.seed)
         by_split[split].append(record)

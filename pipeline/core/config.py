@@ -15,7 +15,7 @@ import math
 import sys
 import types
 from pathlib import Path
-from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from pipe_embed.pipeline.core.errors import ConfigError
 
@@ -24,7 +24,10 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-C = TypeVar("C")
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+C = TypeVar("C", bound="DataclassInstance")  # a config dataclass
 T = TypeVar("T")
 PARAMS = "params"  # the field of a sectioned config that holds each entry's settings
 
@@ -44,7 +47,7 @@ def option(default: Any, doc: str, *, versioned: bool = True, flag: str | None =
     return dataclasses.field(default=default, metadata=metadata)
 
 
-def is_versioned(f: dataclasses.Field) -> bool:  # type: ignore[type-arg]
+def is_versioned(f: dataclasses.Field[Any]) -> bool:
     """Whether a config field takes part in the artifact version (see `option(versioned=...)`)."""
     return bool(f.metadata.get("versioned", True))
 
@@ -78,7 +81,7 @@ def params_of(config: Any, cls: type[T]) -> T:
 def keep_sections(config: C, names: list[str] | tuple[str, ...]) -> C:
     """The config with only these entries' settings (what a resolved config records and versions)."""
     params = getattr(config, PARAMS)
-    return dataclasses.replace(config, **{PARAMS: {n: params[n] for n in names if n in params}})  # type: ignore[type-var]
+    return dataclasses.replace(config, **{PARAMS: {n: params[n] for n in names if n in params}})
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
@@ -191,7 +194,7 @@ def register_config(section: str, cls: type) -> None:
 
 
 def _field_names(cls: type) -> list[str]:
-    return [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    return [f.name for f in dataclasses.fields(cls)]
 
 
 def _unknown_field(cls: type, key: str, where: str, section: str | None) -> ConfigError:
@@ -256,7 +259,7 @@ def _build_sections(cls: type, values: dict[str, Any], where: str, section: str 
 def build_config(cls: type[C], values: dict[str, Any], where: str = "", section: str | None = None) -> C:
     """Instantiate a config dataclass from a mapping, checking names and types."""
     hints = get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    fields = {f.name: f for f in dataclasses.fields(cls)}
     values = dict(values)
     if getattr(cls, "SECTIONS", None) is not None:
         values[PARAMS] = _build_sections(cls, values, where, section)
@@ -300,7 +303,7 @@ def load_config(cls: type[C], section: str, file: str | Path | None = None,
     values: dict[str, Any] = {}
     if file is not None:
         data = read_config_file(file)
-        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        names = {f.name for f in dataclasses.fields(cls)}
         _check_tables(data, file, names | set(section_types(cls)) | {section})
         if section in data and not isinstance(data[section], dict):
             raise ConfigError(f"{file}: '{section}' must be a table of settings, got {data[section]!r}",
@@ -314,7 +317,7 @@ def load_config(cls: type[C], section: str, file: str | Path | None = None,
             values.update({k: v for k, v in data.items() if not isinstance(v, dict) or k in names or k in sections})
             where = f"{file}: "
         cfg_from_file = build_config(cls, values, where, section)
-        values = {f.name: getattr(cfg_from_file, f.name) for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        values = {f.name: getattr(cfg_from_file, f.name) for f in dataclasses.fields(cls)}
     sections = section_types(cls)
     for key, value in (overrides or {}).items():
         if value is None:
@@ -323,19 +326,28 @@ def load_config(cls: type[C], section: str, file: str | Path | None = None,
             # flags of one entry: merged into that entry's settings from the file (or its defaults)
             params = values.setdefault(PARAMS, {})
             current = params.get(key)
-            base = dataclasses.asdict(current) if dataclasses.is_dataclass(current) else dict(current or {})
+            base = (dataclasses.asdict(current) if dataclasses.is_dataclass(current) and not isinstance(current, type)
+                    else dict(current or {}))
             params[key] = {**base, **value}
         else:
             values[key] = value
     return build_config(cls, values, "", section)
 
 
+def field_default(f: dataclasses.Field[Any]) -> Any:
+    """A field's default value (a fresh one from its factory); a TypeError for a field without one."""
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    raise TypeError(f"field {f.name!r} has no default")
+
+
 def config_docs(cls: type) -> list[tuple[str, Any, str]]:
     """(name, default, doc) for every field: for help texts and the README."""
     rows = []
     for f in dataclasses.fields(cls):
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        rows.append((f.name, default, f.metadata.get("doc", "")))
+        rows.append((f.name, field_default(f), f.metadata.get("doc", "")))
     return rows
 
 

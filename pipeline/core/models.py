@@ -16,7 +16,7 @@ import warnings
 from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pipe_embed.pipeline.core.errors import ConfigError, PipeError
 
@@ -92,7 +92,7 @@ def model_fingerprint(name_or_path: str | Path | None) -> str:
 
 
 def load_model(name_or_path: str | Path | None = None, *, device: str | None = None,
-               trust_remote_code: bool = False, backend: str = "torch",
+               trust_remote_code: bool = False, backend: Literal["torch", "onnx", "openvino"] = "torch",
                model_kwargs: dict[str, Any] | None = None) -> Any:
     """Load a SentenceTransformer offline-first; a failure is one clear line."""
     from sentence_transformers import SentenceTransformer

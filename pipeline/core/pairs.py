@@ -1,6 +1,6 @@
 """The data contract between stages: pairs files, the corpus file, stable ids, JSONL I/O.
 
-A pairs row is `{"id", "anchor", "positive", "positives", "positive_ids", "hard_negatives", …}`:
+A pairs row (`PairRow`) is `{"id", "anchor", "positive", "positives", "positive_ids", "hard_negatives", …}`:
 one row per anchor; `positive` is its first positive, `positives` all of them (a term with several
 definitions). Optional: `source`, `split`, `positive_score`, `negative_scores`, `negative_ids`,
 `query_id` (id-based input) and `group` (carried columns such as section and page).
@@ -20,15 +20,39 @@ import numbers
 import os
 import re
 import unicodedata
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, cast
 
 from pipe_embed.pipeline.core.errors import InputError
 
 SPLITS = ("train", "dev", "test")
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 CORPUS_FILE = "corpus.jsonl"
+
+
+class _PairRowRequired(TypedDict):
+    """The keys every pairs row has, whatever wrote it."""
+
+    anchor: str
+    positive: str
+    hard_negatives: list[str]
+
+
+class PairRow(_PairRowRequired, total=False):
+    """One row of a pairs file (see the module docstring); rows read from a user's file may carry other
+    columns too, which the readers keep and this type does not name."""
+
+    id: str
+    positives: list[str]
+    positive_ids: list[str]
+    source: str
+    split: str
+    query_id: str
+    negative_ids: list[str]
+    negative_scores: list[float]
+    positive_score: float
+    group: dict[str, str]
 
 
 def pairs_file(split: str = "train") -> str:
@@ -224,7 +248,7 @@ def strict_json(row: Any, path: Path, line: int) -> str:
                          line=line, hint="a score came out undefined: check the model and the input texts") from None
 
 
-def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> int:
+def write_jsonl(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> int:
     """Write rows as strict JSONL (UTF-8, one object per line, no NaN/Infinity) atomically; returns the row count."""
     path = Path(path)
     tmp = path.with_name(path.name + ".partial")
@@ -249,10 +273,11 @@ def _field(obj: dict[str, Any], *names: str) -> tuple[str | None, Any]:
     return None, None
 
 
-def to_canonical(obj: dict[str, Any], path: Path, line: int) -> dict[str, Any]:
+def to_canonical(obj: dict[str, Any], path: Path, line: int) -> PairRow:
     """One row in canonical form, from canonical or FlagEmbedding (`query/pos/neg`) fields.
 
     A value of the wrong type (a number or an object where text belongs) names file, line and column.
+    The row keeps the input's other columns, so it is built as a plain dict and typed once done.
     """
     if "anchor" in obj:
         anchor_col, positive_names, negative_names = "anchor", ("positives", "positive"), ("hard_negatives", "negatives")
@@ -273,7 +298,7 @@ def to_canonical(obj: dict[str, Any], path: Path, line: int) -> dict[str, Any]:
     negatives = [n for n in as_texts(neg_value, path, line, neg_col or negative_names[0]) if n.strip()]
     if not positives:
         raise InputError(path, "row has no positive", line=line)
-    row = dict(obj)
+    row: dict[str, Any] = dict(obj)  # any column of the input rides along: not only PairRow's keys
     for key in ("query", "pos", "neg", "negatives", "negative"):
         row.pop(key, None)
     row.update(anchor=anchor, positive=positives[0], positives=positives, hard_negatives=negatives)
@@ -282,10 +307,10 @@ def to_canonical(obj: dict[str, Any], path: Path, line: int) -> dict[str, Any]:
         row["positive_ids"] = as_texts(row["positive_ids"], path, line, "positive_ids")
     else:
         row["positive_ids"] = [doc_id(p) for p in positives]
-    return row
+    return cast(PairRow, row)
 
 
-def read_pairs(path: str | Path) -> list[dict[str, Any]]:
+def read_pairs(path: str | Path) -> list[PairRow]:
     """Read a pairs JSONL file (canonical or FlagEmbedding form) into canonical rows."""
     path = Path(path)
     return [to_canonical(obj, path, number) for number, obj in iter_jsonl(path, "pairs file")]
@@ -343,7 +368,7 @@ def _hf_feature(name: str, values: list[Any]) -> tuple[Any, Any]:
     return datasets.Value("string"), lambda v: None if v is None else json.dumps(v, ensure_ascii=False)
 
 
-def hf_schema(rows: Sequence[dict[str, Any]]) -> tuple[Any, dict[str, list[Any]]]:
+def hf_schema(rows: Sequence[Mapping[str, Any]]) -> tuple[Any, dict[str, list[Any]]]:
     """`datasets.Features` and columns of pairs (or corpus) rows: every row the same columns (None where
     absent), lists of texts typed as such even when every one is empty, a column of mixed types as JSON text."""
     import datasets

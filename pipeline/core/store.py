@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, cast
 
 from pipe_embed.pipeline import __version__
 from pipe_embed.pipeline.core.config import versioned_dict
@@ -44,6 +44,36 @@ _STAGE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
 _SELECTOR = re.compile(r"[A-Za-z0-9]+")
 
 
+class ManifestExtra(TypedDict, total=False):
+    """Top-level manifest keys a stage adds through `StageResult.extra` (the best run of iterate and sweep, crawl settings)."""
+
+    best_model: str
+    best_train: str | None
+    best_config: str
+    crawl_settings: dict[str, Any]  # the crawl's operational settings (politeness, cache), outside its version
+
+
+class Manifest(ManifestExtra, total=False):
+    """`manifest.json` as the store writes it (`Store._build`); one read back may lack keys (hand-made, older)."""
+
+    schema_version: int
+    stage: str
+    version: str
+    format_version: int
+    created: str
+    finished: str
+    package_version: str
+    git_commit: str | None
+    config: dict[str, Any]
+    inputs: list[dict[str, str]]  # {"stage", "version"} of each input artifact
+    fingerprint_extra: dict[str, Any]
+    code_version: str | None
+    files: dict[str, dict[str, Any]]  # relative path -> sha256, bytes, mtime_ns[, rows]
+    stats: dict[str, Any]
+    metrics: dict[str, Any]
+    headline: dict[str, Any]
+
+
 @dataclass(frozen=True)
 class Artifact:
     """A finished artifact: its directory and its parsed manifest."""
@@ -51,7 +81,7 @@ class Artifact:
     stage: str
     version: str
     path: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
 
     @property
     def ref(self) -> str:
@@ -62,7 +92,7 @@ class Artifact:
         return self.manifest.get("config", {})
 
     @property
-    def inputs(self) -> list[dict[str, Any]]:
+    def inputs(self) -> list[dict[str, str]]:
         return self.manifest.get("inputs", [])
 
     @property
@@ -85,7 +115,7 @@ class StageResult:
     stats: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     headline: dict[str, Any] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: ManifestExtra = field(default_factory=lambda: ManifestExtra())
 
 
 @dataclass(frozen=True)
@@ -115,16 +145,23 @@ def fingerprint(stage: str, format_version: int, config: Any, inputs: list[Artif
     return hash_value(payload, VERSION_LENGTH)
 
 
-def _git_commit() -> str | None:
-    root = Path(__file__).resolve().parent.parent
-    if not (root / ".git").exists():
-        return None
+def _git(folder: Path, *args: str) -> str | None:
+    """The output of one git command run in `folder`, or None when it fails (no git, not a checkout)."""
     try:
-        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
-                             text=True, timeout=5, check=False)
+        out = subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True, timeout=5,
+                             check=False)
     except (OSError, subprocess.SubprocessError):
         return None
-    return out.stdout.strip() or None
+    return (out.stdout.strip() or None) if out.returncode == 0 else None
+
+
+def git_commit(source: Path = Path(__file__)) -> str | None:
+    """The HEAD commit of the git checkout that tracks `source` (pipe's own code by default); None outside
+    one, so a copy of pipe installed inside another project's tree never records that project's commit."""
+    source = source.resolve()
+    if _git(source.parent, "ls-files", "--error-unmatch", "--", source.name) is None:
+        return None
+    return _git(source.parent, "rev-parse", "HEAD")
 
 
 def _count_rows(path: Path) -> int | None:
@@ -257,9 +294,14 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def manifest_json(manifest: dict[str, Any]) -> str:
+def finite_json(value: Any, *, ensure_ascii: bool = True) -> str:
+    """Indented strict JSON text and a newline: a NaN/Infinity (which JSON cannot hold) is written as null."""
+    return json.dumps(_finite(value), indent=2, ensure_ascii=ensure_ascii, allow_nan=False) + "\n"
+
+
+def manifest_json(manifest: Manifest) -> str:
     """The manifest as strict JSON (no bare NaN/Infinity: a non-finite number is written as null)."""
-    return json.dumps(_finite(manifest), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    return finite_json(manifest, ensure_ascii=False)
 
 
 class Store:
@@ -306,15 +348,16 @@ class Store:
         if not self.inside(manifest_path):
             return f"its {MANIFEST} is a link out of the data dir"
         try:
-            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+            parsed = json.loads(manifest_path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
             return f"{MANIFEST} is not valid JSON (line {exc.lineno}: {exc.msg})"
         except UnicodeDecodeError:
             return f"{MANIFEST} is not UTF-8 text"
         except OSError as exc:
             return f"cannot read {MANIFEST} ({exc.strerror})"
-        if not isinstance(manifest, dict):
+        if not isinstance(parsed, dict):
             return f"{MANIFEST} is not a JSON object"
+        manifest = cast(Manifest, parsed)  # a JSON object from disk, typed as the store writes it; read with .get
         stage, version = manifest.get("stage", path.parent.name), manifest.get("version", path.name)
         if (stage, version) != (path.parent.name, path.name):
             return f"{MANIFEST} names {stage}@{version}, not the directory's {path.parent.name}@{path.name}"
@@ -584,7 +627,7 @@ class Store:
             created = now_iso()
             try:
                 result = build(work)
-                manifest = {
+                manifest: Manifest = {
                     "schema_version": SCHEMA_VERSION,
                     "stage": stage,
                     "version": version,
@@ -592,7 +635,7 @@ class Store:
                     "created": created,
                     "finished": now_iso(),
                     "package_version": __version__,
-                    "git_commit": _git_commit(),
+                    "git_commit": git_commit(),
                     "config": json.loads(canonical_json(config)),
                     "inputs": [{"stage": a.stage, "version": a.version} for a in inputs],
                     "fingerprint_extra": json.loads(canonical_json(extra or {})),

@@ -30,8 +30,9 @@ def test_unknown_glossary_is_refused() -> None:
 
 
 def test_score_counts_a_query_whose_text_is_its_definition_as_found(tiny_model_path: Path) -> None:
-    from pipe_embed.pipeline.core.models import load_model
     from quality_score import score
+
+    from pipe_embed.pipeline.core.models import load_model
 
     texts = ["rook a chess piece that moves along ranks and files",
              "bishop a piece that moves diagonally across the board",

@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pipe_embed.crawlers.http import HttpSettings
-from pipe_embed.crawlers.stage import CrawlConfig
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
+from pipe_embed.crawlers.http import HttpSettings
+from pipe_embed.crawlers.stage import CrawlConfig
 from tests.crawlers.raw_server import RawServer
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "wikipedia"

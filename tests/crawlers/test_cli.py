@@ -6,9 +6,9 @@ import csv
 import socket
 from pathlib import Path
 
-from pipe_embed.pipeline.cli import app
 from typer.testing import CliRunner
 
+from pipe_embed.pipeline.cli import app
 from tests.crawlers.conftest import FIXTURES, base_url, serve_robots
 
 runner = CliRunner()

@@ -7,6 +7,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+
 from pipe_embed.crawlers.mediawiki import (
     is_truncated,
     page_revision,

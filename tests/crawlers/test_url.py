@@ -6,6 +6,7 @@ import csv
 from pathlib import Path
 
 import pytest
+
 from pipe_embed.crawlers.stage import GLOSSARY_FILE, run_crawl
 from pipe_embed.crawlers.url import (
     SelectorSpec,
@@ -14,7 +15,6 @@ from pipe_embed.crawlers.url import (
     resolve_spec,
 )
 from pipe_embed.pipeline.core.errors import ConfigError, InputError
-
 from tests.crawlers.conftest import serve_robots
 
 CARDS = b"""<html><head><link rel="canonical" href="https://example.org/terms"></head><body>

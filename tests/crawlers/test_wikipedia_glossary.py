@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from pipe_embed.crawlers.registry import get_source, source_names
 from pipe_embed.crawlers.wikipedia_glossary import (
     DEFAULT_PAGES,

@@ -6,6 +6,7 @@ import csv
 from pathlib import Path
 
 import pytest
+
 from pipe_embed.crawlers.stage import GLOSSARY_FILE, run_crawl
 from pipe_embed.crawlers.wordnet import (
     find_wordnet_dir,
@@ -79,6 +80,7 @@ def test_missing_wordnet_dir_names_it(tmp_path: Path):
         find_wordnet_dir(str(tmp_path))
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (REAL / "data.noun").is_file(), reason="WordNet is not installed at /usr/share/wordnet")
 def test_real_wordnet_row_count(store, make_config):
     outcome = run_crawl(store, make_config(sources=["wordnet"], wordnet_dir=str(REAL)))

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from pipe_embed.pipeline.core.hashing import hash_value
 from pipe_embed.pipeline.core.pairs import (
     CORPUS_FILE,

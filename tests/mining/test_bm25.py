@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from pipe_embed.mining.bm25 import (
     TokenizerConfig,
     bm25_negatives_for_pairs,
@@ -14,7 +15,6 @@ from pipe_embed.mining.bm25 import (
     tokenize,
 )
 from pipe_embed.pipeline.core.pairs import normalize_key
-
 from tests.mining.conftest import (
     GLOSSARY,
     ROOK_DUPLICATE,

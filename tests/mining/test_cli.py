@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-from pipe_embed.pipeline.cli import app
-from pipe_embed.pipeline.core.store import Store
 from typer.testing import CliRunner
 
+from pipe_embed.pipeline.cli import app
+from pipe_embed.pipeline.core.store import Store
 from tests.mining.conftest import GLOSSARY
 
 runner = CliRunner()

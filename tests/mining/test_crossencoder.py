@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from pipe_embed.mining.crossencoder import cross_encoder_drops
 from pipe_embed.mining.stage import MineConfig, run_mine
 from pipe_embed.pipeline.core.errors import PipeError

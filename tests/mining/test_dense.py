@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from pipe_embed.mining.cache import EmbeddingCache, text_keys
 from pipe_embed.mining.candidates import sort_rows
 from pipe_embed.mining.dense import (
@@ -15,7 +16,6 @@ from pipe_embed.mining.dense import (
     dense_search,
     search_index,
 )
-
 from tests.mining.conftest import GLOSSARY
 
 TEXTS = [d for _, d in GLOSSARY]
@@ -238,6 +238,7 @@ def test_a_cache_handed_in_fixes_the_namespace(native_stand_in, tiny_model_path:
     assert native_stand_in == ["f32"] and enc.namespace == enc.fingerprint
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("precision", ["f32", "native"])
 def test_mining_with_auto_picks_the_same_negatives_as_torch(precision: str, tiny_model_path: Path, tmp_path: Path,
                                                             chess_html: Path, monkeypatch: pytest.MonkeyPatch):
@@ -247,7 +248,6 @@ def test_mining_with_auto_picks_the_same_negatives_as_torch(precision: str, tiny
     from pipe_embed.pipeline.core import encoders
     from pipe_embed.pipeline.core.pairs import read_pairs
     from pipe_embed.pipeline.core.store import Store
-
     from tests.mining.conftest import chess_pairs, make_compose, row
 
     if not any(encoders.backend_installed(b) for b in encoders.FAST_BACKENDS):
@@ -275,7 +275,7 @@ def test_mining_with_auto_picks_the_same_negatives_as_torch(precision: str, tiny
     # The random tiny model scores many candidates alike (gaps of 0 to 1e-7), so a tie may break the
     # other way: the chosen scores agree everywhere, the chosen texts almost everywhere.
     exact = auto_encoder.backend_name.endswith("-f32")
-    for key, (ids, scores) in torch_negs.items():
+    for key, (_ids, scores) in torch_negs.items():
         assert np.allclose(sorted(scores), sorted(auto_negs[key][1]), atol=1e-5 if exact else 2e-3), key
     same = np.mean([ids == auto_negs[key][0] for key, (ids, _) in torch_negs.items()])
     jaccard = np.mean([len(set(ids) & set(auto_negs[key][0])) / len(set(ids) | set(auto_negs[key][0]))

@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
+
 from pipe_embed.mining.stage import MineConfig, run_mine
 from pipe_embed.pipeline.compose.stage import ComposeConfig, run_compose
 from pipe_embed.pipeline.core.pairs import CORPUS_FILE, hf_features, pairs_file, read_jsonl, read_pairs
 from pipe_embed.pipeline.core.store import Artifact, Store
-
 from tests.pipeline.compose.lexdpr_data import CORPUS, QUERIES, write_jsonl, write_lexdpr
 
 datasets = pytest.importorskip("datasets")

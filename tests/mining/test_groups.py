@@ -6,13 +6,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from pipe_embed.mining.candidates import NO_ID
 from pipe_embed.mining.groups import NO_GROUP, Groups, same_group_candidates, top_columns
 from pipe_embed.mining.stage import MineConfig, run_mine
 from pipe_embed.pipeline.core.errors import PipeError
 from pipe_embed.pipeline.core.pairs import doc_id, read_pairs
 from pipe_embed.pipeline.core.store import Artifact, Store
-
 from tests.mining.conftest import GLOSSARY, make_compose, row, split_rows
 from tests.mining.test_stage import assert_no_false_negatives
 

@@ -5,15 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from pipe_embed.mining.stage import MineConfig, run_mine
 from pipe_embed.pipeline.core.pairs import normalize_key, read_pairs
 from pipe_embed.pipeline.core.store import Store
-
 from tests.mining.conftest import chess_pairs, make_compose, row
 
 pytestmark = pytest.mark.integration
 
 
+@pytest.mark.slow
 def test_chess_bm25_and_faiss_mining_with_the_real_model(store: Store, chess_html: Path):
     pairs = chess_pairs(chess_html, limit=160)
     seen, splits = set(), {"train": [], "dev": [], "test": []}

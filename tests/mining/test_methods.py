@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
+
 from pipe_embed.mining.candidates import Candidates
 from pipe_embed.mining.methods import METHODS, Context, Method, Retrieved
 from pipe_embed.mining.methods import bm25 as bm25_method
@@ -21,8 +23,6 @@ from pipe_embed.pipeline.core.errors import ConfigError
 from pipe_embed.pipeline.core.pairs import CORPUS_FILE, read_corpus, read_pairs
 from pipe_embed.pipeline.core.store import Artifact, Store
 from pipe_embed.pipeline.orchestrate.iterate import IterateConfig
-from typer.testing import CliRunner
-
 from tests.mining.test_stage import assert_no_false_negatives
 
 runner = CliRunner()

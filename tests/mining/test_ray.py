@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from pipe_embed.mining import executors
 from pipe_embed.mining.dense import IndexParams, dense_search
 from pipe_embed.mining.methods.faiss import FaissParams, executor_view
@@ -15,7 +16,6 @@ from pipe_embed.mining.stage import MineConfig, run_mine
 from pipe_embed.pipeline.core.errors import ConfigError, PipeError
 from pipe_embed.pipeline.core.pairs import read_pairs
 from pipe_embed.pipeline.core.store import Store
-
 from tests.mining.conftest import make_compose
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'pipe-embed[ray]')")
@@ -85,6 +85,7 @@ def test_ray_gives_the_in_process_negatives_and_survives_killed_workers(local_ra
     assert again.file("pairs.jsonl").read_bytes() == ray_bytes
 
 
+@pytest.mark.slow  # local_ray: starting Ray costs 3-11 s on 2 cores
 @pytest.mark.parametrize("kind", ["flat", "ivf"])
 def test_sharded_search_equals_faiss_in_process_bit_for_bit(local_ray, kind):
     rng = np.random.default_rng(0)
@@ -108,6 +109,7 @@ def test_shard_edges_follow_faiss_blocks():
     assert executors.aligned_bounds(0, 3, 8) == []
 
 
+@pytest.mark.slow  # local_ray: starting Ray costs 3-11 s on 2 cores
 def test_bad_settings_fail_in_one_line_before_any_work(local_ray, tiny_model_path, store):
     compose = make_compose(store)
     with pytest.raises(ConfigError, match="worker_gpu.*no GPU"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from pipe_embed.mining.candidates import Candidates
 from pipe_embed.mining.selection import (
     DUPLICATE,

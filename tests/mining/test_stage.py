@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from pipe_embed.mining.stage import MineConfig, run_mine
 from pipe_embed.pipeline.core.errors import ConfigError, PipeError
 from pipe_embed.pipeline.core.pairs import normalize_key, read_jsonl, read_pairs
 from pipe_embed.pipeline.core.store import Artifact, Store
-
 from tests.mining.conftest import (
     ROOK_DEV,
     ROOK_DUPLICATE,

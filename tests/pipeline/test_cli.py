@@ -6,8 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-from pipe_embed.pipeline.cli import app
 from typer.testing import CliRunner
+
+from pipe_embed.pipeline.cli import app
 
 runner = CliRunner()
 

@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
+
 from pipe_embed.pipeline.compose.stage import ComposeConfig, run_compose
 from pipe_embed.pipeline.core.errors import InputError, PipeError
 from pipe_embed.pipeline.core.pairs import CORPUS_FILE, doc_id, pairs_file, read_corpus, read_jsonl, read_pairs
 from pipe_embed.pipeline.core.store import Store
-
 from tests.pipeline.compose.lexdpr_data import CORPUS, QUERIES, write_jsonl, write_lexdpr
 
 NO_SPLITS = {"dev_fraction": 0.0, "test_fraction": 0.0}

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
 from pipe_embed.pipeline.core import config as config_module
 from pipe_embed.pipeline.core.config import load_config, option, register_config
 from pipe_embed.pipeline.core.errors import ConfigError

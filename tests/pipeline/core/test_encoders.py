@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from pipe_embed.pipeline.core import encoders
 from pipe_embed.pipeline.core.encoders import (
     CHECK_SIZE,
@@ -61,6 +62,7 @@ def copy_of(root: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(root, tmp_path / "exports"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", REAL_BACKENDS)
 def test_an_export_keyed_by_the_weights_is_reloaded_without_exporting(backend: str, exported, tiny_model_path: Path,
                                                                       tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
@@ -77,6 +79,7 @@ def test_an_export_keyed_by_the_weights_is_reloaded_without_exporting(backend: s
     assert np.allclose(st.encode(CHECK_TEXTS, normalize_embeddings=True), torch_vectors(tiny_model_path), atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", REAL_BACKENDS)
 def test_a_damaged_export_is_redone_from_the_weights(backend: str, exported, tiny_model_path: Path, tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch):
@@ -93,6 +96,7 @@ def test_a_damaged_export_is_redone_from_the_weights(backend: str, exported, tin
     assert np.allclose(st.encode(CHECK_TEXTS, normalize_embeddings=True), torch_vectors(tiny_model_path), atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", REAL_BACKENDS)
 def test_without_an_export_root_nothing_is_left_behind(backend: str, tiny_model_path: Path, tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch):
@@ -112,6 +116,7 @@ def test_auto_prefers_openvino_when_several_are_installed(tiny_model_path: Path,
     assert name.startswith("openvino-")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not encoders.backend_installed("openvino"), reason="openvino not installed")
 def test_openvino_native_precision_is_kept_only_within_the_cosine_gate(tiny_model_path: Path, tmp_path: Path):
     """Whatever this CPU computes in natively (bf16 on AMX, else f32): kept only at min cosine >= 0.9999."""
@@ -262,7 +267,7 @@ def test_auto_without_a_fast_backend_says_how_to_get_one(tiny_model_path: Path, 
     monkeypatch.setattr(encoders, "backend_installed", lambda _name: False)
     st, name, note = load_encoder(tiny_model_path, "auto")
     assert name == "torch" and not runs_compiled(st)
-    assert note == 'torch: no fast CPU backend installed (pip install "pipe-embed[openvino]" encodes about 3x faster)'
+    assert note == 'torch: no fast CPU backend installed (pip install "pipe-embed[openvino]" encodes faster on CPU, same vectors)'
 
 
 @pytest.mark.parametrize("backend", ["openvino", "onnx"])

@@ -8,14 +8,15 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+
 from pipe_embed.pipeline.cli.options import config_parameters, overrides
 from pipe_embed.pipeline.core.config import (
     build_config,
     keep_sections,
     load_config,
+    option,
     params_of,
     versioned_dict,
-    option,
 )
 from pipe_embed.pipeline.core.errors import ConfigError
 from pipe_embed.pipeline.core.plugins import Plugin, Registry

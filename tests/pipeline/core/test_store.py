@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -18,6 +20,8 @@ from pipe_embed.pipeline.core.store import (
     StageResult,
     Store,
     fingerprint,
+    finite_json,
+    git_commit,
     parse_temp_name,
     temp_name,
 )
@@ -438,3 +442,47 @@ def test_the_manifest_is_strict_json(store: Store):
     assert "NaN" not in text and "Infinity" not in text
     manifest = json.loads(text, parse_constant=lambda name: pytest.fail(f"bare {name} in the manifest"))
     assert manifest["stats"]["mean"] is None and manifest["metrics"] == {"mrr@10": None, "ok": 0.5}
+
+
+def test_finite_json_writes_undefined_numbers_as_null():
+    text = finite_json({"mean": float("nan"), "scores": [float("inf"), -float("inf"), 0.5], "name": "é"})
+    assert json.loads(text, parse_constant=lambda name: pytest.fail(f"bare {name}")) == {
+        "mean": None, "scores": [None, None, 0.5], "name": "é"}
+    assert text.endswith("}\n") and text.isascii()
+
+
+def _git(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["git", "-C", str(folder), "-c", "user.name=t", "-c", "user.email=t@example.com",
+                           "-c", "init.defaultBranch=main", *args], capture_output=True, text=True, check=False)
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_the_manifest_records_the_commit_of_the_checkout_pipe_runs_from(store: Store, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch):
+    import pipe_embed.pipeline.core.store as store_module
+
+    source = Path(store_module.__file__).resolve()
+    head = _git(source.parent, "rev-parse", "HEAD")
+    if head.returncode != 0 or _git(source.parent, "ls-files", "--error-unmatch", source.name).returncode != 0:
+        pytest.skip("pipe runs from an installed copy, not from a git checkout")
+    monkeypatch.chdir(tmp_path)  # the commit is the code's, wherever the run starts
+    art = _run(store, {"k": 1}, _writer("a")).artifact
+    assert art.manifest["git_commit"] == head.stdout.strip()
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_no_commit_outside_a_checkout_or_for_a_file_it_does_not_track(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))  # whatever holds tmp_path is not searched
+    outside = tmp_path / "outside" / "store.py"
+    outside.parent.mkdir()
+    outside.write_text("")
+    assert git_commit(outside) is None
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "tracked.py").write_text("")
+    (repo / "copied.py").write_text("")  # e.g. an installed copy inside another project's tree
+    for args in (("init", "-q"), ("add", "tracked.py"), ("commit", "-q", "-m", "one")):
+        assert _git(repo, *args).returncode == 0
+    assert git_commit(repo / "tracked.py") == _git(repo, "rev-parse", "HEAD").stdout.strip()
+    assert git_commit(repo / "copied.py") is None

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
 from pipe_embed.pipeline.core.config import option, versioned_dict
 from pipe_embed.pipeline.core.hashing import code_modules, code_version
 from pipe_embed.pipeline.core.store import Store
