@@ -4,7 +4,8 @@ Encoding sends only texts the cache lacks, longest-first in chunks (each chunk i
 it is done, so a killed run keeps its work), with normalised vectors and optional prompts, on the
 fastest backend whose vectors match torch's (pipe_embed.pipeline.core.encoders), and cached by precision
 (float32 backends share the weights' namespace; bf16 has its own: mining.cache). Search is
-exact inner product (`flat`, by `faiss.knn` on the vectors themselves: no second copy in an index)
+exact inner product (`flat`, by `faiss.knn` on the vectors themselves, tiles of queries in a
+thread pool: mining.search)
 by default, or `ivf`/`hnsw` for large corpora; on GPU when faiss has one. Queries are searched in chunks, so memory holds the corpus vectors plus chunk x k results,
 never a queries x corpus matrix. Both steps are functions of (shard, num_shards) whose outputs
 merge: encoding shards fill the same cache; corpus shards' top-k lists merge with `merge_topk`.
@@ -261,23 +262,10 @@ def search_index(index: Any, queries: np.ndarray, k: int, *, batch_size: int = 4
 
 def knn_search(queries: np.ndarray, corpus: np.ndarray, k: int, *, batch_size: int = 4096, id_offset: int = 0,
                description: str = "faiss search") -> Candidates:
-    """Exact inner-product top-k with `faiss.knn` on the corpus array itself (no index copy), in chunks."""
-    import faiss
+    """Exact inner-product top-k with `faiss.knn` on the corpus array itself (no index copy), in query tiles."""
+    from pipe_embed.mining.search import exact_search
 
-    n = len(queries)
-    k = max(1, min(k, len(corpus)))
-    corpus = np.ascontiguousarray(corpus, dtype=np.float32)
-    ids = np.empty((n, k), dtype=np.int64)
-    scores = np.empty((n, k), dtype=np.float32)
-    with progress_bar(description, n) as advance:
-        for start in range(0, n, batch_size):
-            chunk = np.ascontiguousarray(queries[start:start + batch_size], dtype=np.float32)
-            s, i = faiss.knn(chunk, corpus, k, metric=faiss.METRIC_INNER_PRODUCT)
-            part = sort_rows(np.where(i >= 0, i + id_offset, -1), s)
-            scores[start:start + len(chunk)] = part.scores
-            ids[start:start + len(chunk)] = part.ids
-            advance(len(chunk))
-    return Candidates(ids, scores)
+    return exact_search(queries, corpus, k, batch_size=batch_size, id_offset=id_offset, description=description)
 
 
 def _use_knn(params: IndexParams) -> bool:

@@ -6,8 +6,9 @@ task per worker; each task encodes its share and writes it into the same content
 the driver reads every vector back from there. Search: a grid of (anchor shard x corpus shard)
 tasks; the driver merges each anchor's top-k as results arrive. Shard edges follow FAISS's own
 blocks (corpus shards start at multiples of its 1024-row BLAS block, anchor shards hold whole search
-chunks), so every score comes from the same BLAS call as in-process and the candidates are the
-in-process ones bit for bit, ties included. ivf/hnsw: the driver builds the index once and the tasks
+chunks, cut into the same query tiles), so every score comes from the same single-threaded BLAS call
+as in-process (mining.search: whatever the CPUs per task) and the candidates are the in-process ones bit
+for bit, ties included. ivf/hnsw: the driver builds the index once and the tasks
 search anchor shards of it. A killed worker's task is retried by Ray; the cache keeps what it wrote.
 """
 
