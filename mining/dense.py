@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from pipe_embed.mining.cache import EmbeddingCache, cache_namespace, text_keys
 from pipe_embed.mining.candidates import Candidates, merge_topk, shard_bounds, sort_rows
 from pipe_embed.pipeline.core.console import debug, info, progress_bar
@@ -161,9 +162,9 @@ class Encoder:
             where = {t: i for i, t in enumerate(unique)}
             return vectors[[where[t] for t in texts]]  # type: ignore[index]
         present = self._present(texts, keys, prompt)
-        missing = {}
+        missing: dict[str, int] = {}
         for i in np.flatnonzero(~present):
-            missing.setdefault(texts[i], i)
+            missing.setdefault(texts[i], int(i))
         self.cache_hits += int(present.sum())
         if missing:
             debug(f"{description}: {len(missing)} texts to encode, {int(present.sum())} cached")
@@ -219,6 +220,7 @@ def build_index(vectors: np.ndarray, params: IndexParams = IndexParams(), k: int
 
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     n, dim = vectors.shape
+    index: Any  # a faiss index: flat, IVF, HNSW, or a GPU copy of one
     if params.kind == "flat":
         index = faiss.IndexFlatIP(dim)
     elif params.kind == "ivf":

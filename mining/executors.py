@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
 from pipe_embed.mining.cache import EmbeddingCache, text_keys
 from pipe_embed.mining.candidates import Candidates, concat_queries, merge_topk, shard_bounds
 from pipe_embed.pipeline.core.console import debug, info
@@ -163,6 +164,7 @@ _ENCODERS: dict[tuple[Any, ...], Any] = {}  # per worker process: the loaded mod
 def _worker_setup(cpus: int) -> None:
     """Quiet output; FAISS uses the CPUs this task was given."""
     import faiss
+
     from pipe_embed.pipeline.core.console import set_verbosity
 
     set_verbosity(-1)
@@ -226,7 +228,8 @@ def search_task(queries: np.ndarray, corpus: np.ndarray | None, index_bytes: np.
         if index_params.kind == "ivf":
             faiss.extract_index_ivf(index).nprobe = min(index_params.nprobe, faiss.extract_index_ivf(index).nlist)
         elif index_params.kind == "hnsw":
-            index.hnsw.efSearch = max(index_params.ef_search, k)
+            hnsw: Any = faiss.downcast_index(index)  # the stubs type it as the base Index
+            hnsw.hnsw.efSearch = max(index_params.ef_search, k)
         found = search_index(index, queries, k, batch_size=batch_size)
     elif index_params.gpu and faiss.get_num_gpus() > 0:
         found = search_index(build_index(corpus, index_params, k), queries, k, batch_size=batch_size,  # type: ignore[arg-type]
@@ -332,7 +335,8 @@ def search_on_ray(ray: Any, p: Plan, config: Any, queries: np.ndarray, corpus: n
         ids, scores, task_cpu = _get(ray, done[0], "searching")
         cpu += task_cpu
         part = Candidates(np.array(ids), np.array(scores))  # writable copies of the object-store arrays
-        merged[a] = part if merged[a] is None else merge_topk([merged[a], part], k)
+        previous = merged[a]
+        merged[a] = part if previous is None else merge_topk([previous, part], k)
     del query_refs, corpus_refs, index_ref
     if seconds is not None:
         seconds["search_task_cpu"] = cpu
