@@ -7,6 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${1:-python3}"
 ROOT="$(pwd)"
+case "$PY" in */*) PY="$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")";; esac  # mypy runs from another folder
 "$PY" -m ruff check pipeline mining training crawlers tests benchmarks
 TREE="$(mktemp -d "${TMPDIR:-/tmp}/pipe-typecheck.XXXXXX")"
 trap 'rm -rf "$TREE"' EXIT

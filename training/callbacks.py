@@ -16,8 +16,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pipe_embed.pipeline.core.console import console, info, quiet
-from pipe_embed.pipeline.core.errors import PipeError
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -28,6 +26,9 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from transformers import TrainerCallback
+
+from pipe_embed.pipeline.core.console import console, info, quiet
+from pipe_embed.pipeline.core.errors import PipeError
 
 STEP_LOG = "train_log.jsonl"
 

@@ -94,7 +94,7 @@ class TrainConfig:
                                     versioned=False)
     export_dir: str | None = option(None, "Also copy the trained model here (not part of the version).",
                                     versioned=False)
-    # issue 11 part A: learning-rate schedules, the symmetric loss, prompt-free/last-token pooling, streaming
+    # learning-rate schedules, the symmetric loss, prompt-free/last-token pooling, streaming
     lr_scheduler: Literal["linear", "cosine", "cosine_with_restarts", "constant_with_warmup"] = option(
         "linear", "Learning-rate schedule after warmup: linear decay, cosine, cosine_with_restarts, constant_with_warmup.")
     warmup_steps: int = option(0, "Warmup optimizer steps; when > 0 it wins over warmup_ratio.")
@@ -106,7 +106,7 @@ class TrainConfig:
         "auto", "Tokenizer padding side; auto: left with lasttoken pooling (decoder models), else the tokenizer's own.")
     stream: bool = option(False, "Read the pairs file lazily on every pass (files larger than memory; "
                                  "a 10,000-row shuffle window instead of a full shuffle).")
-    # issue 11 part B: experiment tracking and several eval sets
+    # experiment tracking and several eval sets
     report_to: list[str] = option(
         ["tensorboard"], "Trackers, comma-separated: tensorboard, mlflow (<data-dir>/.mlflow unless "
                          "MLFLOW_TRACKING_URI is set), wandb (offline without an account), or none "
@@ -166,14 +166,14 @@ class TrainConfig:
         self._validate_part_b()
 
     def _validate_part_a(self) -> None:
-        """Schedules (issue 11 part A)."""
+        """Schedules."""
         if self.warmup_steps < 0:
             raise ConfigError(f"field 'warmup_steps': must be >= 0, got {self.warmup_steps}")
         if self.lr_cycles < 1:
             raise ConfigError(f"field 'lr_cycles': must be >= 1, got {self.lr_cycles}")
 
     def _validate_part_b(self) -> None:
-        """Trackers (issue 11 part B): known names, `none` alone, the package installed."""
+        """Trackers: known names, `none` alone, the package installed."""
         from pipe_embed.training.tracking import check_installed, normalize_report_to
 
         self.report_to = normalize_report_to(self.report_to)
@@ -311,7 +311,7 @@ def seed_to_values(data: dict[str, Any], where: str = "") -> dict[str, Any]:
         name = _coerce(save_name, str, "output.save_name", where) if save_name is not None else ""
         values["export_dir"] = str(base / name) if name else str(base)
     # A seed-file value that fails TrainConfig's own checks still names the seed field.
-    reverse = {}
+    reverse: dict[str, str] = {}  # field -> the seed key that set it
     for seed_key, field in SEED_FIELDS.items():
         if field is not None and seed_key in flat:
             reverse.setdefault(field, seed_key)
@@ -335,7 +335,8 @@ def load_train_config(file: str | Path | None = None, overrides: dict[str, Any] 
                 if value is not None:
                     values[key] = value
             return build_config(TrainConfig, values, "")
-        own = data.get("train") if isinstance(data.get("train"), dict) else data
+        table_value = data.get("train")
+        own = table_value if isinstance(table_value, dict) else data
         if "dtype" in own:
             table = "[train] " if own is not data else ""
             new = DTYPE_NAMES.get(str(own["dtype"]).lower().removeprefix("torch."), "auto")

@@ -28,12 +28,13 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from pipe_embed.pipeline.core.pairs import (
+    PairRow,
     iter_jsonl,
     normalize_key,
     read_pairs,
@@ -70,12 +71,12 @@ def negative_columns(k: int) -> list[str]:
     return [f"negative_{i}" for i in range(1, k + 1)]
 
 
-def _scored_negatives(row: dict[str, Any], exclude: set[str]) -> list[tuple[str, float | None]]:
+def _scored_negatives(row: PairRow, exclude: set[str]) -> list[tuple[str, float | None]]:
     """The row's mined negatives in order with their scores (None where the row has none), without
     duplicates or texts equal to a positive/anchor."""
     seen = set(exclude)
     scores = row.get("negative_scores") or []
-    kept = []
+    kept: list[tuple[str, float | None]] = []
     for i, text in enumerate(row.get("hard_negatives") or []):
         if not isinstance(text, str) or not text.strip():
             continue
@@ -88,28 +89,27 @@ def _scored_negatives(row: dict[str, Any], exclude: set[str]) -> list[tuple[str,
     return kept
 
 
-def _clean_negatives(row: dict[str, Any], exclude: set[str]) -> list[str]:
+def _clean_negatives(row: PairRow, exclude: set[str]) -> list[str]:
     """The row's mined negatives in order, without duplicates or texts equal to a positive/anchor."""
     return [text for text, _score in _scored_negatives(row, exclude)]
 
 
-def _row_scores(row: dict[str, Any], negatives: list[tuple[str, float | None]]) -> list[float] | None:
+def _row_scores(row: PairRow, negatives: list[tuple[str, float | None]]) -> list[float] | None:
     """[positive_score, negative scores…] of a row's kept negatives; None when one of them is missing."""
     positive = row.get("positive_score")
     values = [positive, *(score for _text, score in negatives)]
-    if any(not isinstance(v, (int, float)) or isinstance(v, bool) for v in values):
-        return None
-    return [float(v) for v in values]
+    numbers = [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return numbers if len(numbers) == len(values) else None
 
 
-def _prepare(row: dict[str, Any]) -> tuple[list[str], set[str], list[str]]:
+def _prepare(row: PairRow) -> tuple[list[str], set[str], list[str]]:
     """A row's positives, the normalised texts its negatives must avoid, and its cleaned negatives."""
     positives = [p for p in (row.get("positives") or [row["positive"]]) if isinstance(p, str) and p.strip()]
     exclude = {normalize_key(p) for p in positives} | {normalize_key(row["anchor"])}
     return positives, exclude, _clean_negatives(row, exclude)
 
 
-def build_rows(rows: Sequence[dict[str, Any]], *, max_negatives: int = 0,
+def build_rows(rows: Iterable[PairRow], *, max_negatives: int = 0,
                pad: Literal["random", "drop"] = "random", seed: int = 42, with_negatives: bool = True,
                scores: bool = False) -> TrainingRows:
     """Canonical pairs rows -> training columns with exactly k negatives per row (see module doc).
@@ -200,7 +200,7 @@ def _draw_fillers(pool: list[str], count: int, exclude: set[str], rng: random.Ra
 
 # -- streaming: a pairs file larger than memory --------------------------------------------------------
 
-def iter_pairs(path: str | Path) -> Iterator[dict[str, Any]]:
+def iter_pairs(path: str | Path) -> Iterator[PairRow]:
     """Canonical rows of a pairs JSONL file, one line at a time (a bad line names file and line)."""
     path = Path(path)
     for number, obj in iter_jsonl(path, "pairs file"):
@@ -213,14 +213,14 @@ class PairsFile:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
 
-    def __iter__(self) -> Iterator[dict[str, Any]]:
+    def __iter__(self) -> Iterator[PairRow]:
         return iter_pairs(self.path)
 
     def __repr__(self) -> str:
         return f"PairsFile({str(self.path)!r})"
 
 
-def load_pairs(path: str | Path, *, stream: bool = False) -> list[dict[str, Any]] | PairsFile:
+def load_pairs(path: str | Path, *, stream: bool = False) -> list[PairRow] | PairsFile:
     """The rows of a pairs file: all of them in a list, or (stream) a lazy re-readable PairsFile."""
     return PairsFile(path) if stream else read_pairs(path)
 
@@ -296,7 +296,7 @@ def pack_batches(rows: Iterable[dict[str, str]], batch_size: int,
     yield from batch
 
 
-def stream_rows(source: Iterable[dict[str, Any]], *, batch_size: int, max_negatives: int = 0,
+def stream_rows(source: Iterable[PairRow], *, batch_size: int, max_negatives: int = 0,
                 pad: Literal["random", "drop"] = "random", seed: int = 42, with_negatives: bool = True,
                 buffer: int = SHUFFLE_BUFFER, pool_size: int = PAD_POOL) -> TrainingRows:
     """`build_rows` for data read lazily: `source` is iterated afresh on every pass and never held.

@@ -17,9 +17,10 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
+
 from pipe_embed.pipeline.core.console import info
 from pipe_embed.pipeline.core.errors import ConfigError, InputError
 from pipe_embed.pipeline.core.hashing import hash_file
@@ -121,20 +122,20 @@ def read_beir(path: Path, split: str | None = None) -> tuple[RetrievalTask, Path
                for row in _read_jsonl(path / "queries.jsonl")}
     relevant: dict[str, set[str]] = {}
     with open(qrels_path, encoding="utf-8", newline="") as fh:
-        for number, row in enumerate(csv.reader(fh, delimiter="\t"), 1):
-            if not row or not "".join(row).strip():
+        for number, cells in enumerate(csv.reader(fh, delimiter="\t"), 1):
+            if not cells or not "".join(cells).strip():
                 continue
-            if len(row) < 2:
+            if len(cells) < 2:
                 raise InputError(qrels_path, "expected query-id, corpus-id and score", line=number)
-            score = row[2] if len(row) > 2 else "1"
+            score = cells[2] if len(cells) > 2 else "1"
             try:
                 value = float(score)
             except ValueError:
                 if number == 1:
                     continue  # the header: query-id corpus-id score
                 raise InputError(qrels_path, f"score {score!r} is not a number", line=number) from None
-            if value > 0 and row[0] in queries and row[1] in corpus:
-                relevant.setdefault(row[0], set()).add(row[1])
+            if value > 0 and cells[0] in queries and cells[1] in corpus:
+                relevant.setdefault(cells[0], set()).add(cells[1])
     if not relevant:
         raise InputError(qrels_path, "no judged query whose document is in the corpus",
                          hint="check the ids against corpus.jsonl and queries.jsonl")
@@ -226,10 +227,10 @@ def sets_evaluator(sets: Sequence[EvalSet], batch_size: int) -> Any:
     from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
     from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
 
-    evaluators = [InformationRetrievalEvaluator(
-        s.task.queries, s.task.corpus, s.task.relevant, name=s.name, mrr_at_k=[10], ndcg_at_k=[10],
-        accuracy_at_k=[1, 5, 10], precision_recall_at_k=[1, 5, 10], map_at_k=[100], batch_size=batch_size,
-        write_csv=False, show_progress_bar=False) for s in sets]
+    evaluators = [InformationRetrievalEvaluator(  # texts as Any: the evaluator's dict[str, SingleInput] is invariant
+        cast("dict[str, Any]", s.task.queries), cast("dict[str, Any]", s.task.corpus), s.task.relevant,
+        name=s.name, mrr_at_k=[10], ndcg_at_k=[10], accuracy_at_k=[1, 5, 10], precision_recall_at_k=[1, 5, 10],
+        map_at_k=[100], batch_size=batch_size, write_csv=False, show_progress_bar=False) for s in sets]
 
     class MeanOfSets(BaseEvaluator):
         """Every set's metrics, and their unweighted mean (each set counts once, whatever its size)."""
@@ -244,7 +245,9 @@ def sets_evaluator(sets: Sequence[EvalSet], batch_size: int) -> Any:
                 per_set.append({k[len(evaluator.name) + 1:]: v for k, v in metrics.items()})
             for key in sorted(set.intersection(*(set(m) for m in per_set))):
                 results[f"{MEAN}_{key}"] = float(np.mean([m[key] for m in per_set]))
-            self.primary_metric = f"{MEAN}_{evaluators[0].primary_metric[len(evaluators[0].name) + 1:]}"
+            first = evaluators[0]
+            assert first.primary_metric is not None  # every call of the IR evaluator sets it
+            self.primary_metric = f"{MEAN}_{first.primary_metric[len(first.name) + 1:]}"
             return results
 
     return MeanOfSets()

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from pipe_embed.pipeline.core.config import versioned_dict
 from pipe_embed.pipeline.core.console import info, progress_bar, warn
 from pipe_embed.pipeline.core.errors import PipeError
@@ -27,7 +28,7 @@ from pipe_embed.pipeline.core.pairs import (
     read_corpus,
     read_pairs,
 )
-from pipe_embed.pipeline.core.store import Artifact, RunOutcome, StageResult, Store
+from pipe_embed.pipeline.core.store import Artifact, RunOutcome, StageResult, Store, finite_json
 from pipe_embed.training.config import EvalConfig
 
 STAGE = "eval"
@@ -226,9 +227,9 @@ def _resolve_model_ref(store: Store, ref: str) -> tuple[str, Artifact | None]:
         artifact = store.resolve(ref, stage="train")
         return str(artifact.file("model")), artifact
     if path.is_dir() and (path.parent / "manifest.json").is_file():  # data/train/<v>/model
-        artifact = store.load(path.parent)
-        if artifact is not None and artifact.stage == "train":
-            return str(path), artifact
+        loaded = store.load(path.parent)
+        if loaded is not None and loaded.stage == "train":
+            return str(path), loaded
     return ref, None
 
 
@@ -309,7 +310,7 @@ def run_eval(store: Store, config: EvalConfig, model_ref_or_path: str, data_ref:
                                                          query_prompt=config.query_prompt,
                                                          passage_prompt=config.passage_prompt)
         payload = {"split": split, "models": models, "data": data_artifact.ref, "results": results}
-        (work / "metrics.json").write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+        (work / "metrics.json").write_text(finite_json(payload), encoding="utf-8")  # a non-finite number is null
         fwd = results["model"]["forward"]
         headline = {f"{split}_mrr@10": round(fwd["mrr@10"], 4),
                     f"{split}_recall@1": round(fwd["recall@1"], 4)}

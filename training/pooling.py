@@ -40,10 +40,11 @@ def configure_pooling(model: Any, *, pooling: str = "model", pool_prompt: bool |
         field = "pooling" if pooling != "model" else "pool_prompt"
         raise ConfigError(f"field '{field}': the model {model_name or '(in memory)'} has no Pooling module to "
                           "configure")
-    if pooling != "model":
-        pooler.pooling_mode = pooling
-    if pool_prompt is not None:
-        pooler.include_prompt = pool_prompt
+    if pooler is not None:
+        if pooling != "model":
+            pooler.pooling_mode = pooling
+        if pool_prompt is not None:
+            pooler.include_prompt = pool_prompt
     last_token = pooler is not None and "lasttoken" in _modes(pooler.pooling_mode)
     side = ("left" if last_token else None) if padding_side == "auto" else padding_side
     if side is None:

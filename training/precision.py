@@ -11,9 +11,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from pipe_embed.pipeline.core.errors import ConfigError
 
+Requested = Literal["auto", "f32", "bf16", "fp16"]  # what a config asks for
+Precision = Literal["f32", "bf16", "fp16"]  # what a run trains in (auto resolved)
 PRECISIONS = ("auto", "f32", "bf16", "fp16")
 CPU_BF16_FLAGS = ("amx_bf16", "avx512_bf16")  # native bf16 on x86, best first
 # The old `dtype` spellings (flag, seed config.json) and what each means now.
@@ -25,7 +28,7 @@ DTYPE_NAMES = {"auto": "auto", "float32": "f32", "fp32": "f32", "f32": "f32", "f
 class PrecisionChoice:
     """The precision a run trains in, and why (for the one line the run prints)."""
 
-    precision: str  # f32, bf16 or fp16
+    precision: Precision
     reason: str
 
     @property
@@ -42,7 +45,7 @@ class PrecisionChoice:
         return f"precision: {what} ({self.reason})"
 
 
-def choose_precision(requested: str, device: str, *, cpu_flags: Iterable[str] = (),
+def choose_precision(requested: Requested, device: str, *, cpu_flags: Iterable[str] = (),
                      cuda_bf16: bool = False) -> PrecisionChoice:
     """The precision for `requested` (auto, f32, bf16, fp16) on `device`; impossible pairs are config errors."""
     flags = set(cpu_flags)
@@ -85,7 +88,7 @@ def read_cpu_flags(path: str | Path = "/proc/cpuinfo") -> frozenset[str]:
     return frozenset()
 
 
-def detect_precision(requested: str, device: str) -> PrecisionChoice:
+def detect_precision(requested: Requested, device: str) -> PrecisionChoice:
     """`choose_precision` with this machine's CPU flags and GPU."""
     cuda_bf16 = False
     if device.startswith("cuda"):
@@ -104,5 +107,5 @@ def precision_of_dtype(value: str, field: str = "dtype") -> str:
     return DTYPE_NAMES[text]
 
 
-__all__ = ["CPU_BF16_FLAGS", "PRECISIONS", "PrecisionChoice", "choose_precision", "detect_precision",
-           "precision_of_dtype", "read_cpu_flags"]
+__all__ = ["CPU_BF16_FLAGS", "PRECISIONS", "Precision", "PrecisionChoice", "Requested", "choose_precision",
+           "detect_precision", "precision_of_dtype", "read_cpu_flags"]

@@ -370,9 +370,9 @@ class Tracker:
             import mlflow
 
             client = mlflow.MlflowClient()
-            for key, value in {"pipe.artifact": ref, "pipe.artifact_path": str(Path(artifact_dir).resolve()),
-                               "pipe.model_path": str(model)}.items():
-                client.set_tag(self.mlflow_run_id, key, value)
+            for tag, text in {"pipe.artifact": ref, "pipe.artifact_path": str(Path(artifact_dir).resolve()),
+                              "pipe.model_path": str(model)}.items():
+                client.set_tag(self.mlflow_run_id, tag, text)
             stamp = int(time.time() * 1000)
             for key, value in final.items():
                 client.log_metric(self.mlflow_run_id, metric_name(key), value, timestamp=stamp)

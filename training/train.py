@@ -10,14 +10,14 @@ with a model card), `logs/` and `metrics.json`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
 from collections.abc import Sequence
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from pipe_embed.pipeline.core.config import as_dict, versioned_dict
 from pipe_embed.pipeline.core.console import debug, info, warn
@@ -31,8 +31,8 @@ from pipe_embed.pipeline.core.models import (
     resolve_model,
     resolve_model_ref,
 )
-from pipe_embed.pipeline.core.pairs import pairs_file, read_pairs
-from pipe_embed.pipeline.core.store import Artifact, RunOutcome, StageResult, Store
+from pipe_embed.pipeline.core.pairs import PairRow, pairs_file, read_pairs
+from pipe_embed.pipeline.core.store import Artifact, RunOutcome, StageResult, Store, finite_json
 from pipe_embed.training.callbacks import (
     STEP_LOG,
     EpochEndCallback,
@@ -57,14 +57,22 @@ from pipe_embed.training.checks import (
     with_min_steps,
 )
 from pipe_embed.training.config import TrainConfig
-from pipe_embed.training.precision import detect_precision
 from pipe_embed.training.data import (
+    PairsFile,
     TrainingRows,
     build_rows,
     load_pairs,
     negative_columns,
     stream_rows,
     to_dataset,
+)
+from pipe_embed.training.evaldata import (
+    EvalSet,
+    final_set_metrics,
+    fingerprints,
+    load_eval_sets,
+    mean_metric_key,
+    sets_evaluator,
 )
 from pipe_embed.training.evaluate import (
     METRIC_NAMES,
@@ -78,17 +86,9 @@ from pipe_embed.training.evaluate import (
 )
 from pipe_embed.training.lora import add_lora, lora_error, merge_lora
 from pipe_embed.training.pooling import configure_pooling
+from pipe_embed.training.precision import detect_precision
 from pipe_embed.training.schedules import schedule_arguments
-# issue 11 part B: several eval sets, experiment tracking
-from pipe_embed.training.evaldata import (
-    EvalSet,
-    final_set_metrics,
-    fingerprints,
-    load_eval_sets,
-    mean_metric_key,
-    sets_evaluator,
-)
-from pipe_embed.training.tracking import trainer_report_to, tracked_training
+from pipe_embed.training.tracking import tracked_training, trainer_report_to
 
 STAGE = "train"
 FORMAT_VERSION = 1
@@ -180,9 +180,9 @@ def dev_evaluator(task: RetrievalTask, batch_size: int) -> Any:
         InformationRetrievalEvaluator,
     )
 
-    return InformationRetrievalEvaluator(
-        task.queries, task.corpus, task.relevant, name="dev", mrr_at_k=[10], ndcg_at_k=[10],
-        accuracy_at_k=[1, 5, 10], precision_recall_at_k=[1, 5, 10], map_at_k=[100],
+    return InformationRetrievalEvaluator(  # texts as Any: the evaluator's dict[str, SingleInput] is invariant
+        cast("dict[str, Any]", task.queries), cast("dict[str, Any]", task.corpus), task.relevant, name="dev",
+        mrr_at_k=[10], ndcg_at_k=[10], accuracy_at_k=[1, 5, 10], precision_recall_at_k=[1, 5, 10], map_at_k=[100],
         batch_size=batch_size, write_csv=False, show_progress_bar=False)
 
 
@@ -203,6 +203,8 @@ def training_arguments(config: TrainConfig, output_dir: Path, device: str, *, ha
     router = {}
     if config.query_max_length or config.passage_max_length:
         router = {"anchor": "query", **dict.fromkeys(doc_columns, "document")}
+    optimizer: dict[str, Any] = {} if config.optimizer == "auto" else {"optim": config.optimizer}
+    strategy: dict[str, Any]
     if has_dev:
         strategy = {"eval_strategy": "steps", "eval_steps": config.eval_steps, "save_strategy": "steps",
                     "save_steps": config.eval_steps} if config.eval_steps else \
@@ -223,7 +225,7 @@ def training_arguments(config: TrainConfig, output_dir: Path, device: str, *, ha
             weight_decay=config.weight_decay,
             **schedule_arguments(lr_scheduler=config.lr_scheduler, warmup_steps=config.warmup_steps,
                                  warmup_ratio=config.warmup_ratio, lr_cycles=config.lr_cycles),
-            **({} if config.optimizer == "auto" else {"optim": config.optimizer}),
+            **optimizer,
             fp16=precision.fp16,
             bf16=precision.bf16,
             use_cpu=device == "cpu",
@@ -248,7 +250,7 @@ def training_arguments(config: TrainConfig, output_dir: Path, device: str, *, ha
         raise ConfigError(f"field '{field}': {text}") from exc
 
 
-def _checkpointing_flag(enabled: bool) -> dict[str, bool]:
+def _checkpointing_flag(enabled: bool) -> dict[str, Any]:
     """transformers 5 renamed gradient_checkpointing to activation_checkpointing; pass whichever exists."""
     import dataclasses
 
@@ -438,7 +440,7 @@ def build_trainer(config: TrainConfig, model: Any, rows: TrainingRows, dev: Retr
                   device: str, callbacks: Sequence[Any], eval_sets: Sequence[EvalSet] = ()) -> Any:
     """The sentence-transformers trainer with our arguments, loss, dev evaluator, logs and progress bar.
 
-    With `eval_sets` (issue 11 part B) every set is scored and their mean picks the best checkpoint.
+    With `eval_sets` every set is scored and their mean picks the best checkpoint.
     """
     from transformers import EarlyStoppingCallback, PrinterCallback
 
@@ -509,7 +511,10 @@ def pick_best(config: TrainConfig, trainer: Any, output: Any, dev: RetrievalTask
     """The model to keep (the trainer already reloaded the best checkpoint), LoRA merged, and its dev scores."""
     state, model = trainer.state, trainer.model
     if config.lora and config.lora_merge:
-        model = merge_qlora(model, config, device) if config.qlora else (merge_lora(model) or model)
+        if config.qlora:
+            model = merge_qlora(model, config, device)
+        else:
+            merge_lora(model)  # in place
     final_dev = None
     if dev is not None:
         # Logged scores are those of autocast inference: re-score the kept model in f32, as it is saved.
@@ -530,6 +535,11 @@ def save_model(config: TrainConfig, trained: TrainedModel, ready: ReadyModel, ru
         trained.model[0].processing_kwargs = ready.saved_processing  # a training-time setting, not the model's
     trained.model.save(str(model_dir), create_model_card=False)
     return model_dir
+
+
+def _json_values(value: Any) -> Any:
+    """`value` in JSON's types, anything else as its str (json's default=str); a NaN stays for finite_json."""
+    return json.loads(json.dumps(value, default=str))
 
 
 def write_report(config: TrainConfig, rows: TrainingRows, run: RunDir, trained: TrainedModel,
@@ -558,9 +568,10 @@ def write_report(config: TrainConfig, rows: TrainingRows, run: RunDir, trained: 
         metrics["dev_base"] = base_dev
     summary = {"config": as_dict(config), "data": data_ref, "data_stats": rows.stats, **metrics,
                "per_epoch": epochs, "device": device}
-    (run.logs / "epochs.json").write_text(json.dumps(epochs, indent=2) + "\n", encoding="utf-8")
-    (run.logs / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
-    (run.work / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    # strict JSON: a non-finite number (a NaN loss) is written as null
+    (run.logs / "epochs.json").write_text(finite_json(epochs), encoding="utf-8")
+    (run.logs / "summary.json").write_text(finite_json(_json_values(summary)), encoding="utf-8")
+    (run.work / "metrics.json").write_text(finite_json(metrics), encoding="utf-8")
     write_model_card(run.work / MODEL_DIR, base_model=config.model, data_ref=data_ref, config=versioned_dict(config),
                      metrics=metrics, data_stats=rows.stats)
     shutil.rmtree(run.checkpoints, ignore_errors=True)
@@ -608,12 +619,12 @@ def train_in_dir(config: TrainConfig, rows: TrainingRows, dev: RetrievalTask | N
         trained = pick_best(config, trainer, output, dev, run, device, change)
         save_model(config, trained, ready, run)
     result = write_report(config, rows, run, trained, ready.base_dev, device, data_ref)
-    if eval_sets:  # issue 11 part B: each set's scores and their mean, for the kept checkpoint
+    if eval_sets:  # each set's scores and their mean, for the kept checkpoint
         sets = final_set_metrics(read_log(run.logs / STEP_LOG), _checkpoint_step(trained.state.best_model_checkpoint),
                                  eval_sets, trained.model)
         result.metrics["eval_sets"] = sets
         result.headline[f"eval_mean_{config.metric}"] = round(sets["mean"][config.metric], 4)
-        (run.work / "metrics.json").write_text(json.dumps(result.metrics, indent=2) + "\n", encoding="utf-8")
+        (run.work / "metrics.json").write_text(finite_json(result.metrics), encoding="utf-8")
     return result
 
 
@@ -678,7 +689,7 @@ class TrainingData:
     """What one training run reads: the rows, the dev task and where they came from."""
 
     artifact: Artifact | None
-    rows: list[dict[str, Any]]
+    rows: list[PairRow] | PairsFile  # a PairsFile when streamed
     dev: RetrievalTask | None
     source: str
     fingerprint: dict[str, Any]
@@ -731,7 +742,7 @@ def resolve_data(store: Store, config: TrainConfig, data: str | Artifact | None)
     return TrainingData(artifact, rows, dev, artifact.ref, {})
 
 
-def dev_rows(store: Store, artifact: Artifact) -> list[dict[str, Any]]:
+def dev_rows(store: Store, artifact: Artifact) -> list[PairRow]:
     """The dev split's pairs (no mined negatives: they are padded like any short anchor) for a refit."""
     path = data_dir_for(store, artifact) / pairs_file("dev")
     if not path.is_file():
@@ -750,7 +761,7 @@ def training_rows(config: TrainConfig, source: TrainingData) -> TrainingRows:
         many = f"{loss.max_negatives} mined negative{'s' if loss.max_negatives != 1 else ''}"
         info(f"{loss.name} takes at most {many} per row: using each anchor's first (hardest)")
         max_negatives = loss.max_negatives
-    if config.stream:  # streamed: a pass to count, then read again on every pass (issue 11 part A)
+    if config.stream:  # streamed: a pass to count, then read again on every pass
         return stream_rows(source.rows, batch_size=config.batch_size, max_negatives=max_negatives,
                            pad=config.pad_negatives, seed=config.seed, with_negatives=loss.needs_negatives)
     rows = build_rows(source.rows, max_negatives=max_negatives, pad=config.pad_negatives, seed=config.seed,
@@ -808,6 +819,7 @@ def follow_training(job: Any, shared_work: Path) -> None:
     import tempfile
 
     import transformers
+
     from pipe_embed.training.distributed import current
 
     config = dataclasses.replace(job.config, eval_base=False)
@@ -860,7 +872,7 @@ def run_train(store: Store, config: TrainConfig, data: str | Artifact | None = N
     rows = training_rows(loaded, source)
     check_steps(loaded, rows)  # before any model loads
     extra = version_extra(loaded, source)  # also fails on a model directory that is not there
-    # issue 11 part B: more eval sets (their data is part of the version), and a tracker run per training
+    # more eval sets (their data is part of the version), and a tracker run per training
     eval_sets = load_eval_sets(store, loaded.eval_data, source.dev, loaded.eval_with_dev)
     if eval_sets:
         extra["eval_sets"] = fingerprints(eval_sets)
@@ -877,7 +889,7 @@ def run_train(store: Store, config: TrainConfig, data: str | Artifact | None = N
                 shutil.rmtree(work, ignore_errors=True)  # nothing to resume: the same settings diverge again
                 raise
 
-        # issue 12: under torchrun rank 0 runs the stage and ranks > 0 train in step (else plain store.run)
+        # under torchrun rank 0 runs the stage and ranks > 0 train in step (else plain store.run)
         from pipe_embed.training.distributed import TrainJob, run_stage
 
         outcome = run_stage(store, TrainJob(loaded, rows, source.dev, eval_sets), follow=follow_training, stage=STAGE,

@@ -26,7 +26,7 @@ def _normal_verbosity():
 
 
 def test_issue_13_one_step_at_batch_32_with_warmup_never_leaves_lr_0() -> None:
-    config = TrainConfig(batch_size=32)  # batch 32, 1 epoch, 10% warmup (the defaults before issue 13)
+    config = TrainConfig(batch_size=32)  # batch 32, 1 epoch, 10% warmup (the earlier defaults)
     plan = plan_steps(config, 29)  # a 40-row glossary composed with defaults: 29 train anchors
     assert (plan.steps, plan.warmup, plan.lr_never_moves) == (1, 1, True)
     line = plan_warning(config, plan)

@@ -49,7 +49,7 @@ def test_peft_default_targets_attach_to_bert(tiny_model_path: Path) -> None:
     assert trainable and all("lora_" in name for name in trainable)
 
 
-# -- issue 11 part A: adapters saved on their own, and loadable again ------------------------------------
+# -- adapters saved on their own, and loadable again ------------------------------------------------------
 
 def test_no_merge_writes_the_adapter_alone_and_it_loads_three_ways(store, tiny_model_path: Path, mine_artifact) -> None:
     import json

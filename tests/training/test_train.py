@@ -239,3 +239,13 @@ def test_with_dev_refits_on_train_and_dev_rows_without_evaluating(store: Store, 
     assert "refit: training on 2 dev anchors" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="with_dev"):
         tiny_config(tiny_model_path, with_dev=True, stream=True).validate()
+
+
+def test_summary_json_is_strict_and_keeps_other_values_as_text() -> None:
+    from pipe_embed.pipeline.core.store import finite_json
+    from pipe_embed.training.train import _json_values
+
+    text = finite_json(_json_values({"loss": float("nan"), "lr": [1e-3, float("inf")], "path": Path("runs/x"),
+                                     "steps": 3}))
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text) == {"loss": None, "lr": [1e-3, None], "path": "runs/x", "steps": 3}
