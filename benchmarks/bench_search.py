@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
+
 from pipe_embed.mining import search  # noqa: E402
 from pipe_embed.mining.candidates import Candidates, sort_rows  # noqa: E402
 from pipe_embed.pipeline.core.console import set_verbosity  # noqa: E402

@@ -72,12 +72,13 @@ def bare_run(pairs_path: Path, args: argparse.Namespace, out: Path) -> dict:
         SentenceTransformerTrainingArguments,
     )
     from sentence_transformers.base.sampler import BatchSamplers
-    from pipe_embed.pipeline.core.models import load_model
-    from pipe_embed.pipeline.core.pairs import read_pairs
-    from pipe_embed.training.data import build_rows, to_dataset
     from sentence_transformers.sentence_transformer.losses import (
         MultipleNegativesRankingLoss,
     )
+
+    from pipe_embed.pipeline.core.models import load_model
+    from pipe_embed.pipeline.core.pairs import read_pairs
+    from pipe_embed.training.data import build_rows, to_dataset
 
     start = time.perf_counter()
     transformers.set_seed(args.seed)
@@ -145,9 +146,9 @@ def main() -> None:
 def throughput_main(args: argparse.Namespace) -> None:
     """pipe train against a bare SentenceTransformerTrainer, both in f32 (see module doc)."""
     import torch
+
     from pipe_embed.pipeline.core.models import load_model
     from pipe_embed.pipeline.core.store import Store
-
     from tests.training.chess import chess_compose, mine_with_model
 
     args.max_length = args.max_length or 64

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
 import numpy as np
+
 from pipe_embed.mining.candidates import Candidates, shard_bounds, sort_rows
 from pipe_embed.pipeline.core.console import progress_bar
 
