@@ -67,7 +67,7 @@ def third_party_imports(path: Path) -> tuple[set[str], set[str]]:
             found = {node.module.split(".")[0]}
         else:
             continue
-        found -= set(sys.stdlib_module_names) | OWN | {"__future__"}
+        found -= set(sys.stdlib_module_names) | OWN | {"__future__", "_typeshed"}  # _typeshed: type stubs only
         (top if id(node) in top_level_nodes else nested).update(found)
     return top, nested
 
