@@ -401,3 +401,33 @@ def test_bad_training_input_is_one_line_exit_2_and_writes_nothing(case: Case, pr
                                      str(files / "nodev_data"), "--dev-fraction", "0", "--test-fraction", "0"])
         assert result.exit_code == 0, result.output
     test_bad_input_is_one_line_exit_2_and_writes_nothing(case, prepared, tmp_path, monkeypatch)
+
+
+def _float_options() -> list[tuple[str, str]]:
+    """(command, flag) for every float option of every command, read from the CLI itself, so a new
+    float setting (a method's or a loss's too) is covered without being listed here."""
+    import typer
+
+    group = typer.main.get_command(app)
+    found = []
+    for name, command in sorted(group.commands.items()):  # type: ignore[attr-defined]  # a click Group
+        for param in command.params:  # every config float is shown as FLOAT (pipeline/cli/options.py)
+            if getattr(param, "metavar", None) == "FLOAT" and getattr(param, "opts", None):
+                found.append((name, max(param.opts, key=len)))
+    return found
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+@pytest.mark.parametrize(("command", "flag"), _float_options())
+def test_every_float_option_refuses_nan_and_inf(command: str, flag: str, value: str, prepared: Path, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch):
+    data = _store_copy(prepared, tmp_path, monkeypatch)
+    before = store_entries(data)
+    result = runner.invoke(app, [command, "-q", "--data-dir", str(data), f"{flag}={value}"])
+    _one_error_line(result, "is not a finite number", data, before, tmp_path)
+
+
+def test_the_float_sweep_sees_every_command_with_float_settings():
+    commands = {command for command, _ in _float_options()}
+    assert {"crawl", "compose", "mine", "train", "iterate", "sweep"} <= commands
+    assert ("mine", "--k1") in _float_options() and ("train", "--lr") in _float_options()
