@@ -14,6 +14,7 @@ import dataclasses
 import json
 import os
 import shutil
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -584,8 +585,17 @@ def write_report(config: TrainConfig, rows: TrainingRows, run: RunDir, trained: 
     if below:
         warn(below)
     stats = {**rows.stats, "device": device, "weights_changed": None if change is None else change > 0,
-             "max_weight_change": change, "below_base_on_dev": below is not None if base_dev else None}
+             "max_weight_change": change, "below_base_on_dev": below is not None if base_dev else None,
+             "peak_rss_mb": peak_rss_mb()}
     return StageResult(stats=stats, metrics=metrics, headline=headline)
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, in MB (what a laptop user needs to know fits)."""
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024, 1)  # bytes on macOS, KiB elsewhere
 
 
 def train_in_dir(config: TrainConfig, rows: TrainingRows, dev: RetrievalTask | None, work: Path, *,

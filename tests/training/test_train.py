@@ -80,6 +80,7 @@ def test_train_writes_a_plain_sentence_transformers_model(store: Store, tiny_mod
     card = art.file("model/README.md").read_text()
     assert mine_artifact.ref in card and "mrr@10" in card and "| lr |" in card
     assert art.stats["anchors_padded"] > 0 and art.stats["rows"] == 13
+    assert art.stats["peak_rss_mb"] > 50  # the peak memory of the run, for users sizing a machine
 
     again = run_train(store, config, mine_artifact.ref)
     assert again.cached and again.artifact.version == art.version
