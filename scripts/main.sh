@@ -13,10 +13,16 @@ if [ -z "${PIPE_NO_INSTALL:-}" ]; then
   VENV="${PIPE_VENV:-.venv}"
   [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
   VENV="$(cd "$VENV" && pwd)"
-  "$VENV/bin/python" -m pip install -q torch==2.13.0   # the CPU build first, so nothing pulls a CUDA build
-  # the openvino extra: mine and eval encode faster on CPU (--backend auto checks its vectors against torch);
-  # it brings only openvino, openvino-telemetry and numpy (no torchvision; torch and sentence-transformers unchanged)
-  "$VENV/bin/python" -m pip install -q -e ".[openvino]"
+  # Installed once per pyproject.toml: a rerun with the same dependencies skips pip altogether.
+  STAMP="$VENV/.pipe-installed"
+  WANT="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+  if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ] || [ ! -x "$VENV/bin/pipe" ]; then
+    "$VENV/bin/python" -m pip install -q torch==2.13.0   # the CPU build first, so nothing pulls a CUDA build
+    # the openvino extra: mine and eval encode faster on CPU (--backend auto checks its vectors against torch);
+    # it brings only openvino, openvino-telemetry and numpy (no torchvision; torch and sentence-transformers unchanged)
+    "$VENV/bin/python" -m pip install -q -e ".[openvino]"
+    echo "$WANT" > "$STAMP"
+  fi
   export PATH="$VENV/bin:$PATH"
 fi
 
