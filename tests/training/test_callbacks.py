@@ -64,6 +64,23 @@ def test_off_a_terminal_each_evaluation_prints_one_plain_line(monkeypatch: pytes
     assert out.getvalue().splitlines() == ["train step 2/4: loss 0.5000 · dev mrr@10 0.6250"]
 
 
+def test_off_a_terminal_a_long_run_says_how_long_is_left(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No dev evaluation for a while must not mean silence: a line with the time left every `every_s`."""
+    out = fake_console(monkeypatch, terminal=False)
+    now = [100.0]
+    bar = ProgressCallback("train", every_s=60, clock=lambda: now[0])
+    state, control = TrainerState(max_steps=10), TrainerControl()
+    bar.on_train_begin(None, state, control)
+    for step in range(1, 11):
+        now[0] += 30  # 30 s a step: a line every other step
+        state.global_step = step
+        bar.on_log(None, state, control, logs={"loss": 0.5})
+        bar.on_step_end(None, state, control)
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "train step 2/10: 1m00s elapsed, about 4m00s left · loss 0.5000"
+    assert len(lines) == 5 and lines[-1].startswith("train step 10/10: 5m00s elapsed, about 0s left")
+
+
 def test_quiet_shows_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     set_verbosity(-1)
     for terminal in (True, False):
