@@ -63,12 +63,15 @@ def gc(
     any_host: Annotated[bool, typer.Option(
         "--any-host", metavar="",
         help="Also remove other hosts' leftovers: only when no other machine runs pipe on this store.")] = False,
+    resumable: Annotated[bool, typer.Option(
+        "--resumable", metavar="",
+        help="Also remove stopped runs that would resume where they stopped (their rerun then starts over).")] = False,
     data_dir: DataDir = "data",
 ) -> None:
     from pipe_embed.pipeline.core import gc as store_gc
 
     store = setup(data_dir)
-    todo = store_gc.plan(store, unreferenced_artifacts=unreferenced, any_host=any_host)
+    todo = store_gc.plan(store, unreferenced_artifacts=unreferenced, any_host=any_host, resumable=resumable)
     for item in todo.kept:
         typer.echo(f"keep     {store_gc.human_size(item.bytes):>9}  {item.path}  {item.reason}")
     verb = {"delete": "remove", "restore": "restore"}

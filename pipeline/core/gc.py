@@ -3,7 +3,8 @@ to) and remove it; a plan first (sizes shown), deletion only when asked.
 
 Leftovers are hidden siblings of artifacts: `.tmp-<version>-<host>-<pid>-<rand>` (a run's work dir),
 `.old-…` (an artifact being replaced by `--force`), `.del-…` (an artifact being deleted by gc) and
-`.work-<version>` (a resumable run's work dir; its host and pid are in `.locks/<version>.lock`). Only
+`.work-<version>` (a resumable run's work dir; its host and pid are in `.locks/<version>.lock`; a
+stopped one is the user's paused run, so it stays unless `resumable` says to remove it too). Only
 leftovers of this host whose process is gone are removed: another machine's run on a shared store
 cannot be checked from here, so its directories stay unless `any_host` says no other machine runs.
 """
@@ -155,7 +156,7 @@ def _owner_gone(host: str | None, pid: int | None, any_host: bool) -> tuple[bool
     return any_host, who
 
 
-def _leftover(store: Store, stage: str, path: Path, any_host: bool) -> Item | None:
+def _leftover(store: Store, stage: str, path: Path, any_host: bool, resumable: bool = False) -> Item | None:
     """How gc treats one hidden directory of a stage dir (None: not one of its leftovers)."""
     if path.name.startswith(".work-"):
         version = path.name[len(".work-"):]
@@ -167,6 +168,9 @@ def _leftover(store: Store, stage: str, path: Path, any_host: bool) -> Item | No
         if host not in (None, HOST) and not any_host:
             return Item(path, "work", f"resumable work of another host ({who}); --any-host removes it",
                         dir_size(path), action="keep")
+        if not resumable:
+            return Item(path, "work", f"a stopped run that resumes where it stopped when rerun ({who}); "
+                        "--resumable removes it", dir_size(path), action="keep")
         return Item(path, "work", f"work dir of a stopped resumable run ({who}); a rerun starts over",
                     dir_size(path))
     entry: TempName | None = parse_temp_name(path.name)
@@ -222,7 +226,8 @@ def unreferenced(store: Store) -> list[Artifact]:
     return sorted((a for key, a in everything.items() if key not in seen), key=lambda a: (a.stage, a.version))
 
 
-def plan(store: Store, *, unreferenced_artifacts: bool = False, any_host: bool = False) -> Plan:
+def plan(store: Store, *, unreferenced_artifacts: bool = False, any_host: bool = False,
+         resumable: bool = False) -> Plan:
     """What gc would remove: leftovers of dead runs, and with `unreferenced_artifacts` old artifacts
     (none while a run may be in progress: it could be reading one that nothing refers to yet)."""
     result = Plan()
@@ -230,7 +235,7 @@ def plan(store: Store, *, unreferenced_artifacts: bool = False, any_host: bool =
         for path in sorted(stage_dir.iterdir()):
             if not path.name.startswith(".") or not (path.is_dir() or path.is_symlink()):
                 continue
-            item = _leftover(store, stage_dir.name, path, any_host)
+            item = _leftover(store, stage_dir.name, path, any_host, resumable)
             if item is not None:
                 (result.kept if item.action == "keep" else result.act).append(item)
         for path, why in store.corrupt(stage_dir.name):

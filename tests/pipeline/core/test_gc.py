@@ -76,7 +76,9 @@ def test_work_dir_is_kept_while_its_lock_is_held(store: Store):
         todo = gc.plan(store)
         assert [i.path for i in todo.kept] == [work] and "holds its lock" in todo.kept[0].reason
         fcntl.flock(fh, fcntl.LOCK_UN)
-    todo = gc.plan(store)
+    todo = gc.plan(store)  # stopped: the user's paused run, kept unless asked
+    assert [i.path for i in todo.kept] == [work] and "--resumable removes it" in todo.kept[0].reason
+    todo = gc.plan(store, resumable=True)
     assert [i.path for i in todo.act] == [work]
     lock.write_text(f"otherhost {os.getpid()}\n")
     todo = gc.plan(store)
@@ -155,7 +157,7 @@ def test_sizes_are_what_removing_frees(store: Store):
         fh.truncate(1 << 30)
     (work / "data.bin").write_bytes(os.urandom(64 * 1024))
     os.link(work / "data.bin", work / "same.bin")  # a hard link frees nothing more
-    [item] = gc.plan(store).act
+    [item] = gc.plan(store, resumable=True).act
     assert item.path == work and 64 * 1024 <= item.bytes < 1024 * 1024
 
 
