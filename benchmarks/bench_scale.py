@@ -409,20 +409,13 @@ CHILDREN = {"search": child_search, "ann": child_ann, "bm25": child_bm25, "encod
 
 def run_child(kind: str, **kwargs: Any) -> dict:
     """Run one child measurement in a fresh interpreter; adds its wall time, CPU time and peak RSS (wait4)."""
+    from benchmarks.child import run_command
+
     command = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps({"kind": kind, **kwargs})]
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        start = time.perf_counter()
-        proc = subprocess.Popen(command, stdout=out, stderr=err, text=True)
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - start
-        out.seek(0)
-        err.seek(0)
-        stdout, stderr = out.read(), err.read()
-    if status != 0:
-        raise SystemExit(f"child {kind} {kwargs} failed:\n{stderr[-3000:]}")
-    result = json.loads(stdout.strip().splitlines()[-1])
-    result["child"] = {"wall_s": round(wall, 2), "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
-                       "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}
+    run = run_command(command, f"child {kind} {kwargs}")
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    result["child"] = {"wall_s": round(run.wall_s, 2), "cpu_s": round(run.cpu_s, 2),
+                       "peak_rss_mb": round(run.peak_rss_mb, 1)}
     return result
 
 
