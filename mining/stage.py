@@ -44,7 +44,7 @@ from pipe_embed.mining.selection import (
     score_filter_masks,
     select_negatives,
 )
-from pipe_embed.pipeline.core.config import build_config, keep_sections, option
+from pipe_embed.pipeline.core.config import keep_sections, option
 from pipe_embed.pipeline.core.console import debug, info, warn
 from pipe_embed.pipeline.core.errors import ConfigError, PipeError
 from pipe_embed.pipeline.core.hashing import hash_file
@@ -163,15 +163,7 @@ class MineConfig:
 
     def with_sections(self, methods: list[str] | tuple[str, ...]) -> MineConfig:
         """The config holding exactly the settings these methods read (defaults where none were given)."""
-        kinds = METHODS.sections()
-        names = list(dict.fromkeys(s for m in methods for s in METHODS.get(m).sections))
-        filled = dict(self.params)
-        for name in (n for n in names if n in kinds):
-            value = filled.get(name)
-            if isinstance(value, dict):  # a plain table, as in a config file
-                value = build_config(kinds[name], value, section=f"{STAGE}.{name}")
-            filled[name] = value if value is not None else kinds[name]()
-        return keep_sections(dataclasses.replace(self, params=filled), names)
+        return keep_sections(self, [s for m in methods for s in METHODS.get(m).sections])
 
     def resolved(self) -> MineConfig:
         """The config with method-dependent defaults filled in and only the sections the method reads

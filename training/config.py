@@ -18,6 +18,7 @@ from pipe_embed.pipeline.core.config import (
     keep_sections,
     load_config,
     option,
+    params_of,
     read_config_file,
 )
 from pipe_embed.pipeline.core.errors import ConfigError
@@ -186,10 +187,7 @@ class TrainConfig:
     def loss_params(self) -> Any:
         """The chosen loss's settings, typed (None for a loss without any; defaults where none were given)."""
         entry = self.loss_entry()
-        value = self.params.get(self.loss)
-        if entry.params is None or isinstance(value, entry.params):
-            return None if entry.params is None else value
-        return build_config(entry.params, dict(value or {}), "", f"train.{self.loss}")
+        return None if entry.params is None else params_of(self, entry.params)
 
     def resolved(self) -> TrainConfig:
         """The config as a run records and versions it: only the chosen loss's settings."""

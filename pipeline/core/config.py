@@ -70,18 +70,29 @@ def section_types(cls: type) -> dict[str, type]:
     return registry.sections() if registry is not None else {}
 
 
+def _section(config: Any, name: str, cls: type[Any]) -> Any:
+    """One entry's settings as its dataclass: as held, built from a plain table (a config made in code),
+    or the defaults when none were given."""
+    value = getattr(config, PARAMS).get(name)
+    if isinstance(value, cls):
+        return value
+    return build_config(cls, dict(value or {}), "", name)
+
+
 def params_of(config: Any, cls: type[T]) -> T:
     """The settings of one entry of a sectioned config, typed: `params_of(mine_config, FaissParams)`."""
-    for section in getattr(config, PARAMS).values():
-        if isinstance(section, cls):
-            return section
+    for name, kind in section_types(type(config)).items():
+        if kind is cls:
+            return _section(config, name, cls)
     return cls()
 
 
 def keep_sections(config: C, names: list[str] | tuple[str, ...]) -> C:
-    """The config with only these entries' settings (what a resolved config records and versions)."""
-    params = getattr(config, PARAMS)
-    return dataclasses.replace(config, **{PARAMS: {n: params[n] for n in names if n in params}})
+    """The config with exactly these entries' settings, each built (defaults where none were given):
+    what a resolved config records and versions."""
+    types_ = section_types(type(config))
+    params: dict[str, Any] = {n: _section(config, n, types_[n]) for n in dict.fromkeys(names) if n in types_}
+    return dataclasses.replace(config, **{PARAMS: params})
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
