@@ -5,7 +5,8 @@ an anchor's relevant documents are all of its positives. The reverse direction (
 uses the split's positives as queries against every anchor. The metrics follow sentence-transformers'
 InformationRetrievalEvaluator exactly (same similarity, ties broken by corpus id, recall = share of
 the relevant documents found), computed here with numpy so `iterate` and the trainer can reuse
-`evaluate_model` without the evaluator's file output.
+`evaluate_model` without the evaluator's file output. An eval artifact also keeps the forward
+direction's per-query scores (`per_query.jsonl`), whose means are its metrics, for paired comparisons.
 """
 
 from __future__ import annotations
@@ -32,11 +33,12 @@ from pipe_embed.pipeline.core.store import Artifact, RunOutcome, StageResult, St
 from pipe_embed.training.config import EvalConfig
 
 STAGE = "eval"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: per_query.jsonl
 RECALL_AT = (1, 5, 10)
 MRR_AT = 10
 NDCG_AT = 10
 METRIC_NAMES = ("recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10")
+PER_QUERY_FILE = "per_query.jsonl"  # the evaluated model's forward scores, one query a line
 PROGRESS_MIN_TEXTS = 2000  # encoding fewer texts takes seconds: no bar
 MIN_QUERIES = 30  # below this, one query moves MRR@10 by more than 3 points
 
@@ -165,26 +167,49 @@ def _top_k(scores: np.ndarray, k: int, id_rank: np.ndarray) -> np.ndarray:
     return out
 
 
-def ranking_metrics(ranked_ids: Sequence[Sequence[str]], relevant: Sequence[set[str]]) -> dict[str, float]:
-    """recall@1/5/10, MRR@10 and NDCG@10 (binary gains) of ranked corpus ids against relevant sets."""
-    sums = dict.fromkeys(METRIC_NAMES, 0.0)
+def query_metrics(ranked_ids: Sequence[Sequence[str]], relevant: Sequence[set[str]]) -> list[dict[str, float]]:
+    """recall@1/5/10, MRR@10 and NDCG@10 (binary gains) of each query's ranked corpus ids against its relevant set."""
+    rows = []
     for ranked, rel in zip(ranked_ids, relevant):
         hits = [1 if cid in rel else 0 for cid in ranked]
-        for k in RECALL_AT:
-            sums[f"recall@{k}"] += sum(hits[:k]) / len(rel)
-        sums["mrr@10"] += next((1.0 / (i + 1) for i, h in enumerate(hits[:MRR_AT]) if h), 0.0)
+        row = {f"recall@{k}": sum(hits[:k]) / len(rel) for k in RECALL_AT}
+        row["mrr@10"] = next((1.0 / (i + 1) for i, h in enumerate(hits[:MRR_AT]) if h), 0.0)
         dcg = sum(h / np.log2(i + 2) for i, h in enumerate(hits[:NDCG_AT]))
         ideal = sum(1 / np.log2(i + 2) for i in range(min(len(rel), NDCG_AT)))
-        sums["ndcg@10"] += dcg / ideal
-    n = max(len(relevant), 1)
-    return {name: float(value / n) for name, value in sums.items()}
+        row["ndcg@10"] = float(dcg / ideal)
+        rows.append({name: float(row[name]) for name in METRIC_NAMES})
+    return rows
 
 
-def evaluate_model(model: Any, queries: Mapping[str, str], corpus: Mapping[str, str],
-                   relevant: Mapping[str, set[str]], *, batch_size: int = 64,
-                   query_prompt: str | None = None, passage_prompt: str | None = None,
-                   swap_roles: bool = False, query_chunk: int = 1024) -> dict[str, float]:
-    """Retrieval metrics of a SentenceTransformer on (queries, corpus, relevant); pure, no files.
+def mean_metrics(rows: Sequence[Mapping[str, float]]) -> dict[str, float]:
+    """The mean of each metric over per-query rows (what the aggregate metrics are)."""
+    n = max(len(rows), 1)
+    return {name: float(sum(row[name] for row in rows) / n) for name in METRIC_NAMES}
+
+
+def ranking_metrics(ranked_ids: Sequence[Sequence[str]], relevant: Sequence[set[str]]) -> dict[str, float]:
+    """recall@1/5/10, MRR@10 and NDCG@10 (binary gains) of ranked corpus ids against relevant sets, averaged."""
+    return mean_metrics(query_metrics(ranked_ids, relevant))
+
+
+@dataclass
+class QueryScores:
+    """Each measured query's metrics, in query order, and the size of the corpus they were ranked in."""
+
+    ids: list[str]
+    rows: list[dict[str, float]]
+    corpus: int
+
+    def metrics(self) -> dict[str, float]:
+        """The aggregate metrics: per-query means, with the query and corpus counts."""
+        return {**mean_metrics(self.rows), "queries": len(self.ids), "corpus": self.corpus}
+
+
+def score_queries(model: Any, queries: Mapping[str, str], corpus: Mapping[str, str],
+                  relevant: Mapping[str, set[str]], *, batch_size: int = 64,
+                  query_prompt: str | None = None, passage_prompt: str | None = None,
+                  swap_roles: bool = False, query_chunk: int = 1024) -> QueryScores:
+    """Per-query retrieval metrics of a SentenceTransformer on (queries, corpus, relevant); pure, no files.
 
     Queries without a relevant document are skipped, as the sentence-transformers evaluator does.
     Queries are encoded with encode_query, the corpus with encode_document, so prompts default to the
@@ -207,15 +232,42 @@ def evaluate_model(model: Any, queries: Mapping[str, str], corpus: Mapping[str, 
         scores = model.similarity(q_emb[start:start + query_chunk], c_emb).float().cpu().numpy()
         for row in _top_k(scores, k, id_rank):
             ranked.append([cids[j] for j in row])
-    metrics = ranking_metrics(ranked, [set(relevant[q]) for q in qids])
-    metrics["queries"] = len(qids)
-    metrics["corpus"] = len(cids)
-    return metrics
+    return QueryScores(qids, query_metrics(ranked, [set(relevant[q]) for q in qids]), len(cids))
+
+
+def evaluate_model(model: Any, queries: Mapping[str, str], corpus: Mapping[str, str],
+                   relevant: Mapping[str, set[str]], *, batch_size: int = 64,
+                   query_prompt: str | None = None, passage_prompt: str | None = None,
+                   swap_roles: bool = False, query_chunk: int = 1024) -> dict[str, float]:
+    """The aggregate metrics of score_queries (means over the measured queries, with the counts)."""
+    return score_queries(model, queries, corpus, relevant, batch_size=batch_size, query_prompt=query_prompt,
+                         passage_prompt=passage_prompt, swap_roles=swap_roles, query_chunk=query_chunk).metrics()
+
+
+def score_task(model: Any, task: RetrievalTask, **kwargs: Any) -> QueryScores:
+    """score_queries on a RetrievalTask (roles swapped for the reverse direction)."""
+    return score_queries(model, task.queries, task.corpus, task.relevant, swap_roles=task.reverse, **kwargs)
 
 
 def evaluate_task(model: Any, task: RetrievalTask, **kwargs: Any) -> dict[str, float]:
     """evaluate_model on a RetrievalTask (roles swapped for the reverse direction)."""
-    return evaluate_model(model, task.queries, task.corpus, task.relevant, swap_roles=task.reverse, **kwargs)
+    return score_task(model, task, **kwargs).metrics()
+
+
+def write_per_query(path: Path, scores: QueryScores) -> None:
+    """One JSON line per measured query: its id and metrics."""
+    with path.open("w", encoding="utf-8") as out:
+        for qid, row in zip(scores.ids, scores.rows):
+            out.write(json.dumps({"id": qid, **row}) + "\n")
+
+
+def read_per_query(artifact: Artifact) -> dict[str, dict[str, float]] | None:
+    """An eval artifact's per-query forward scores by query id; None when it has none (an older format)."""
+    path = artifact.file(PER_QUERY_FILE)
+    if not path.is_file():
+        return None
+    rows = (json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+    return {str(row.pop("id")): {k: float(v) for k, v in row.items()} for row in rows}
 
 
 # -- the eval stage --------------------------------------------------------------------------------
@@ -306,9 +358,11 @@ def run_eval(store: Store, config: EvalConfig, model_ref_or_path: str, data_ref:
             for direction, task in tasks.items():
                 info(f"evaluating {name} ({direction}, {split}: {len(task.queries)} queries, "
                      f"{len(task.corpus)} documents)")
-                results[name][direction] = evaluate_task(model, task, batch_size=config.batch_size,
-                                                         query_prompt=config.query_prompt,
-                                                         passage_prompt=config.passage_prompt)
+                scored = score_task(model, task, batch_size=config.batch_size, query_prompt=config.query_prompt,
+                                    passage_prompt=config.passage_prompt)
+                results[name][direction] = scored.metrics()
+                if name == "model" and direction == "forward":  # the same rows the metrics are the means of
+                    write_per_query(work / PER_QUERY_FILE, scored)
         payload = {"split": split, "models": models, "data": data_artifact.ref, "results": results}
         (work / "metrics.json").write_text(finite_json(payload), encoding="utf-8")  # a non-finite number is null
         fwd = results["model"]["forward"]
@@ -371,16 +425,24 @@ def print_metrics(artifact: Artifact) -> None:
 __all__ = [
     "METRIC_NAMES",
     "MIN_QUERIES",
+    "PER_QUERY_FILE",
+    "QueryScores",
     "RetrievalTask",
     "data_dir_for",
     "evaluate_model",
     "evaluate_task",
+    "mean_metrics",
     "measured_queries",
     "metrics_tables",
     "print_metrics",
+    "query_metrics",
     "ranking_metrics",
+    "read_per_query",
     "retrieval_task",
     "run_eval",
+    "score_queries",
+    "score_task",
     "small_split_warning",
     "warn_once",
+    "write_per_query",
 ]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.markup import escape
+
 from pipe_embed.mining.stage import MineConfig
 from pipe_embed.pipeline.cli.app import Shared, open_store, report, stage_command
 from pipe_embed.pipeline.cli.inputs import data_ref
@@ -40,6 +42,9 @@ def iterate(shared: Shared, values: dict[str, Any]) -> None:
             refit = ", refit on train + dev" if data.get("refit") else ""
             info(f"best: round {best['round']} ({metric} {best['dev'][metric]:.4f} on dev){refit} — "
                  f"model at {data['best_model']}")
+        gain = data.get("mining_gain") or {}
+        if gain.get("sentence"):
+            info(escape(gain["sentence"]))  # what mining bought, last: the run's answer in one sentence
     report(outcome)
 
 

@@ -7,7 +7,8 @@ train and eval are ordinary artifacts, so a killed run continues where it stoppe
 are cache hits). A round must beat the best dev score by more than the dev split's noise
 (`min_delta`; unset = one dev query's worth) to replace it and go on; a trained model below the base
 model beyond that noise is never handed back silently. The chosen round's recipe is then refit on
-train + dev (`--no-refit` keeps the round's own model).
+train + dev (`--no-refit` keeps the round's own model). What mining bought is measured on the rounds'
+per-query dev scores (gain.py) and said in one sentence.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ if TYPE_CHECKING:  # the stages' configs: imported where the rounds run, not whe
     from pipe_embed.training.config import EvalConfig, TrainConfig
 
 STAGE = "iterate"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: mining_gain in rounds.json
 ROUNDS_FILE = "rounds.json"
 IN_BATCH = "in-batch"  # round 1 without mining: the round's `mine` is the compose artifact itself
 LATER_ROUNDS = "faiss"  # the mining method of rounds 2+: dense, with the last round's model
@@ -138,7 +139,8 @@ def iterate_rounds(store: Store, compose: Artifact, config: IterateConfig, mine_
     def evaluate_test(model: str) -> Artifact | None:
         return run_eval(store, test_cfg, model, compose.ref).artifact if has_test else None
 
-    base_dev = _forward(run_eval(store, dev_cfg, base_model, compose.ref).artifact)
+    base_dev_eval = run_eval(store, dev_cfg, base_model, compose.ref).artifact
+    base_dev = _forward(base_dev_eval)
     base_test_eval = evaluate_test(base_model)
     base_test = _forward(base_test_eval) if base_test_eval is not None else {}
     noise = dev_noise(base_dev, config)
@@ -193,7 +195,7 @@ def iterate_rounds(store: Store, compose: Artifact, config: IterateConfig, mine_
             best = score
             previous_mine = mine if miner != IN_BATCH else None  # nothing mined to merge with
             previous_model = trained
-    return rounds, {"dev": base_dev, "test": base_test, "noise": noise}
+    return rounds, {"dev": base_dev, "test": base_test, "noise": noise, "eval_dev": base_dev_eval.ref}
 
 
 def _round_run(store: Store | None, train_config: TrainConfig, number: int) -> Any:
@@ -279,6 +281,27 @@ def pick_result(rounds: list[RoundResult], base: dict[str, Any], config: Iterate
     return Result(round=best.round, model_path=best.model_path, train=best.train, dev=best.dev, test=best.test)
 
 
+def measure_gain(store: Store, rounds: list[RoundResult], base: dict[str, Any], config: IterateConfig) -> dict[str, Any]:
+    """What mining bought on dev (gain.mining_gain), from the per-query scores of the base's and rounds' dev evals."""
+    from pipe_embed.pipeline.orchestrate.gain import Scored, mining_gain
+    from pipe_embed.training.evaluate import read_per_query
+
+    def per_query_rows(eval_ref: str | None) -> dict[str, dict[str, float]] | None:
+        try:
+            return read_per_query(store.resolve(eval_ref)) if eval_ref else None
+        except PipeError:  # an eval this store cannot find: the sentence says it was not measured
+            return None
+
+    def scored(number: int, mined: bool, eval_ref: str | None, dev: dict[str, Any]) -> Scored:
+        rows = per_query_rows(eval_ref)
+        per_query = {q: row[config.metric] for q, row in (rows or {}).items() if config.metric in row}
+        return Scored(number, mined, float(dev.get(config.metric, float("-inf"))), per_query or None)
+
+    return mining_gain(scored(0, False, base.get("eval_dev"), base["dev"]),
+                       [scored(r.round, r.miner != IN_BATCH, r.eval_dev, r.dev) for r in rounds],
+                       config.metric, config.rounds)
+
+
 def mined_with(mine_config: MineConfig, config: IterateConfig) -> MineConfig:
     """The mine config with only the settings of the methods the rounds mine with (the others never
     change what iterate does, so they stay out of its version)."""
@@ -300,6 +323,7 @@ def run_iterate(store: Store, config: IterateConfig, mine_config: MineConfig, tr
                        experiment=train_config.experiment, tags={"compose": compose.ref}) as tracked:
             rounds, base = iterate_rounds(store, compose, config, mine_config, train_config, eval_config)
             best = pick_result(rounds, base, config)
+            gain = measure_gain(store, rounds, base, config)
             if config.refit:
                 best = refit_result(store, compose, best, rounds, train_config, eval_config)
             tracked.set_tags(best_round=best.round, best_train=best.train)
@@ -310,7 +334,7 @@ def run_iterate(store: Store, config: IterateConfig, mine_config: MineConfig, tr
                    "best_round": best.round, "best_is_base": best.round == 0,
                    "best_model": best.model_path, "best_train": best.train, "refit": best.refit,
                    "refit_test": best.test if best.refit else None,
-                   "stopped_early": len(rounds) < config.rounds,
+                   "stopped_early": len(rounds) < config.rounds, "mining_gain": gain,
                    "rounds": [dataclasses.asdict(r) for r in rounds]}
         (work / ROUNDS_FILE).write_text(finite_json(payload))  # an undefined score is null, never bare NaN
         metrics = {f"dev_{config.metric}": best.dev.get(config.metric),

@@ -19,7 +19,7 @@ from pipe_embed.pipeline.core.store import Artifact, RunOutcome, StageResult, St
 from pipe_embed.pipeline.orchestrate.iterate import read_rounds
 
 STAGE = "report"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: what mining bought, near the top
 MAX_BINS = 1000
 
 _CSS = """
@@ -30,6 +30,7 @@ table{border-collapse:collapse;margin:.8rem 0;font-size:.92rem} th,td{border:1px
 text-align:right} th{background:#f6f8fa} td.l,th.l{text-align:left} tr.best td{background:#dafbe1;font-weight:600}
 img{max-width:100%;border:1px solid #eee;margin:.5rem 0} code{background:#f6f8fa;padding:0 .25rem;border-radius:4px}
 .muted{color:#57606a;font-size:.9rem} details{margin:.4rem 0} pre{background:#f6f8fa;padding:.6rem;overflow:auto;font-size:.8rem}
+.gain{background:#fff8c5;border:1px solid #d4a72c;border-radius:6px;padding:.6rem .8rem;font-size:1.05rem}
 """
 
 
@@ -192,6 +193,8 @@ def render_report(store: Store, iterate: Artifact, config: ReportConfig, work: P
     best = next((r for r in rounds if r["round"] == data["best_round"]),
                 {"round": "0 (the base model: no round beat it on dev)", "dev": data.get("base_dev", {}),
                  "model_path": data.get("best_model", "")})
+    sentence = (data.get("mining_gain") or {}).get("sentence")
+    gain = f"<p class=gain><b>What mining bought:</b> {html.escape(sentence, quote=False)}</p>" if sentence else ""
     refit_note = (f", then refit on train + dev (test {html.escape(metric)} "
                   f"{_fmt((data.get('refit_test') or {}).get(metric, '–'))})" if data.get("refit") else "")
     page = f"""<!doctype html><html lang=en><head><meta charset=utf-8>
@@ -200,6 +203,7 @@ def render_report(store: Store, iterate: Artifact, config: ReportConfig, work: P
 <h1>pipe iterate report</h1>
 <p class=muted><code>{html.escape(iterate.ref)}</code> · {len(rounds)} round(s){' · stopped early' if data.get('stopped_early') else ''} ·
 finished {html.escape(iterate.manifest.get('finished', '')[:19])}</p>
+{gain}
 <p><b>Result:</b> round {best['round']} — dev {html.escape(metric)} {_fmt(best['dev'].get(metric))}
 (base model {_fmt(data.get('base_dev', {}).get(metric, ''))}){refit_note}; model at <code>{html.escape(data.get('best_model') or best['model_path'])}</code></p>
 <h2>Metrics per round</h2>

@@ -7,12 +7,14 @@ from pathlib import Path
 
 import pytest
 
+from pipe_embed.pipeline.core.pairs import anchor_id
 from pipe_embed.pipeline.core.store import Store
 from pipe_embed.training.config import EvalConfig
 from pipe_embed.training.evaluate import (
     METRIC_NAMES,
     evaluate_task,
     ranking_metrics,
+    read_per_query,
     retrieval_task,
     run_eval,
 )
@@ -27,6 +29,17 @@ def test_ranking_metrics_by_hand() -> None:
     assert m["mrr@10"] == pytest.approx((1 + 0.5 + 0) / 3)
     ndcg_second = (1 / math.log2(3) + 1 / math.log2(4)) / (1 + 1 / math.log2(3))
     assert m["ndcg@10"] == pytest.approx((1 + ndcg_second + 0) / 3)
+
+
+def test_query_metrics_are_the_rows_ranking_metrics_average() -> None:
+    from pipe_embed.training.evaluate import mean_metrics, query_metrics
+
+    ranked = [["a", "b", "c"], ["x", "y", "z"], ["p", "q", "r"]]
+    relevant = [{"a"}, {"y", "z"}, {"nope"}]
+    rows = query_metrics(ranked, relevant)
+    assert [r["mrr@10"] for r in rows] == [1.0, 0.5, 0.0]
+    assert [r["recall@1"] for r in rows] == [1.0, 0.0, 0.0] and rows[1]["recall@10"] == 1.0
+    assert mean_metrics(rows) == ranking_metrics(ranked, relevant)
 
 
 def test_tasks_forward_and_reverse(compose_artifact) -> None:
@@ -66,6 +79,13 @@ def test_run_eval_writes_an_artifact(store: Store, tiny_model_path: Path, compos
     assert art.stage == "eval" and art.file("metrics.json").is_file()
     assert set(art.metrics["model"]) == {"forward", "reverse"}
     assert [i["stage"] for i in art.inputs] == ["compose"]
+    per_query = read_per_query(art)  # the forward direction's queries, whose means are the metrics
+    forward = art.metrics["model"]["forward"]
+    assert set(per_query) == set(retrieval_task(compose_artifact.path, "dev").relevant) == {anchor_id("fork"), anchor_id("epoch")}
+    assert len(per_query) == forward["queries"]
+    for name in METRIC_NAMES:
+        assert sum(row[name] for row in per_query.values()) / len(per_query) == pytest.approx(forward[name],
+                                                                                             abs=1e-12), name
     again = run_eval(store, EvalConfig(split="dev", reverse=True, device="cpu"), str(tiny_model_path),
                      compose_artifact.ref)
     assert again.cached and again.artifact.version == art.version

@@ -222,6 +222,42 @@ def test_in_batch_round_one_refits_on_the_composed_pairs_and_reports(store: Stor
 
 
 @pytest.mark.slow
+def test_in_batch_then_mined_says_what_mining_bought(store: Store, chess_html: Path, tiny_model_path: Path):
+    from pipe_embed.training.evaluate import MIN_QUERIES, read_per_query
+
+    compose = _chess_compose(store, chess_html)
+    cfg, mine_cfg, train_cfg, eval_cfg = _configs(tiny_model_path, rounds=2, first="in-batch")
+    cfg.refit = False
+    train_cfg.max_steps, train_cfg.lr = 6, 1e-3  # enough for the two rounds' models to rank dev differently
+    outcome = run_iterate(store, cfg, mine_cfg, train_cfg, eval_cfg, from_ref=compose.ref)
+    data = read_rounds(outcome.artifact)
+    one, two = data["rounds"]
+    assert (one["miner"], two["miner"]) == ("in-batch", "faiss")
+    gain = data["mining_gain"]
+    assert (gain["treated_round"], gain["reference_round"], gain["isolates_mining"]) == (2, 1, True)
+    queries = one["dev"]["queries"]
+    assert gain["queries"] == queries == len(read_per_query(store.resolve(two["eval_dev"])))
+    # every dev query is shared, so the mean paired difference is the difference of the rounds' dev metrics
+    assert gain["mean"] == pytest.approx(two["dev"]["mrr@10"] - one["dev"]["mrr@10"], abs=1e-9)
+    assert gain["mean"] != 0 and gain["low"] < gain["high"]  # a real difference, with a real interval
+    assert gain["low"] <= gain["mean"] <= gain["high"]
+    sentence = gain["sentence"]
+    assert sentence.startswith(f"On your {queries} dev terms, mined negatives (round 2) scored ")
+    assert "MRR@10 over in-batch negatives only (round 1), 95% interval [" in sentence
+    expected = ("too small" if queries < MIN_QUERIES else "helped" if gain["low"] > 0
+                else "hurt" if gain["high"] < 0 else "noise")
+    assert gain["verdict"] == expected
+    assert {"too small": "too small to tell", "helped": "mining helped.", "hurt": "mining hurt.",
+            "noise": "within noise"}[expected] in sentence
+
+    again = run_iterate(store, cfg, mine_cfg, train_cfg, eval_cfg, from_ref=compose.ref)
+    assert again.cached and read_rounds(again.artifact)["mining_gain"] == gain
+    page = run_report(store, ReportConfig(), outcome.artifact.ref).artifact.file("index.html").read_text()
+    assert f"<b>What mining bought:</b> {sentence}</p>" in page
+    assert page.index(sentence) < page.index("<h2>Metrics per round</h2>")  # near the top
+
+
+@pytest.mark.slow
 def test_iterate_cli_prints_table(tmp_path: Path, chess_html: Path, tiny_model_path: Path):
     from typer.testing import CliRunner
 
@@ -240,6 +276,10 @@ def test_iterate_cli_prints_table(tmp_path: Path, chess_html: Path, tiny_model_p
                                       "--config", str(config), "--no-keep-base"])
     assert result.exit_code == 0, result.output
     assert "rounds" in result.stderr and "best: round 1" in result.stderr
+    said = " ".join(result.stderr.split())  # however the console wrapped it
+    assert "fine-tuning with mined negatives (round 1) scored" in said  # what mining bought, after the best round
+    assert said.index("best: round 1") < said.index("fine-tuning with mined negatives")
+    assert "no in-batch round to compare with (--first in-batch measures it). wrote iterate@" in said
     assert result.stdout.strip().splitlines()[-1].startswith("iterate@")
 
 
