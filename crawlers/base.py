@@ -65,6 +65,7 @@ class SourceOptions(Protocol):
     base_url: str
     dry_run: bool
     wordnet_dir: str
+    dictd: list[str]
     selectors: str
     spec: str
     license: str

@@ -57,7 +57,7 @@ def check_user_agent(value: str) -> None:
 class CrawlConfig:
     """Configuration of `pipe crawl`."""
 
-    sources: list[str] = option(["wikipedia_glossary"], "sources to crawl: wikipedia_glossary, url, html, wordnet")
+    sources: list[str] = option(["wikipedia_glossary"], "sources to crawl: wikipedia_glossary, url, html, wordnet, dictd")
     pages: list[str] = option([], "wikipedia_glossary: page titles (default: the curated list of glossaries)")
     urls: list[str] = option([], "url: page addresses")
     inputs: list[str] = option([], "html: saved HTML files or directories", flag="--input", versioned=False)
@@ -68,6 +68,9 @@ class CrawlConfig:
     dry_run: bool = option(False, "offline: wikipedia_glossary reads the bundled sample pages")
     wordnet_dir: str = option("", "wordnet: database directory (default $WORDNET_DIR or /usr/share/wordnet)",
                               versioned=False)
+    dictd: list[str] = option([], "dictd: dictionaries, by name (looked up in $DICTD_DIR, /usr/share/dictd, "
+                                  "/usr/local/share/dictd) or path to NAME.index or NAME.dict(.dz) "
+                                  "(default: every installed one)", versioned=False)
     selectors: str = option("", "url/html: CSS selectors 'term=…; definition=…[; item=…][; section=…]'",
                             versioned=False)
     spec: str = option("", "url/html: YAML selector spec (term, definition, item, section, urls, license)",

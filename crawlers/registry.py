@@ -13,6 +13,7 @@ _BUILTIN: dict[str, str] = {
     "url": "pipe_embed.crawlers.url:UrlSource",
     "html": "pipe_embed.crawlers.url:HtmlSource",
     "wordnet": "pipe_embed.crawlers.wordnet:WordNet",
+    "dictd": "pipe_embed.crawlers.dictd:Dictd",
 }
 _REGISTERED: dict[str, Source] = {}
 

@@ -7,11 +7,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# WordNet 3.0 (Debian's wordnet-base) backs the real-scale crawler test; skipped if apt is unavailable.
-if [ ! -f /usr/share/wordnet/data.noun ] && command -v apt-get >/dev/null 2>&1; then
+# WordNet 3.0 (Debian's wordnet-base) and FOLDOC (dict-foldoc) back the real-scale crawler tests;
+# they are skipped if apt is unavailable.
+if { [ ! -f /usr/share/wordnet/data.noun ] || [ ! -f /usr/share/dictd/foldoc.index ]; } \
+    && command -v apt-get >/dev/null 2>&1; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
-  { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq wordnet-base >/dev/null; } \
-    || echo "note: could not install wordnet-base; the real-WordNet test will be skipped"
+  { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq wordnet-base dict-foldoc >/dev/null; } \
+    || echo "note: could not install wordnet-base and dict-foldoc; the real-WordNet and FOLDOC tests will be skipped"
 fi
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/pipe-test.XXXXXX")"

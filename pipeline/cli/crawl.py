@@ -1,4 +1,4 @@
-"""`pipe crawl`: glossary pages from Wikipedia glossaries, any URL or saved HTML, or WordNet."""
+"""`pipe crawl`: glossary pages from Wikipedia glossaries, any URL or saved HTML, WordNet, or dictd dictionaries."""
 
 from __future__ import annotations
 
@@ -23,5 +23,6 @@ def crawl(shared: Shared, values: dict[str, Any]) -> None:
     report(outcome)
 
 
-stage_command("crawl", "Fetch glossary pages (Wikipedia glossaries, URLs, saved HTML, WordNet) into a crawl artifact.",
+stage_command("crawl",
+              "Fetch glossary pages (Wikipedia glossaries, URLs, saved HTML, WordNet, dictd) into a crawl artifact.",
               config_parameters(CrawlConfig), crawl, configs={"crawl": CrawlConfig})

@@ -21,7 +21,7 @@ def test_curated_default_list():
 
 
 def test_registry_knows_every_source():
-    assert source_names() == ["html", "url", "wikipedia_glossary", "wordnet"]
+    assert source_names() == ["dictd", "html", "url", "wikipedia_glossary", "wordnet"]
     assert get_source("wikipedia_glossary").name == "wikipedia_glossary"
 
 
