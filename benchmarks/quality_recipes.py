@@ -27,7 +27,8 @@ from pipe_embed.pipeline.core.models import load_model
 
 MAX_LENGTH = 96  # token limit of every text, in every recipe, in training and scoring alike
 ST_SETTINGS = {"epochs": 3, "batch_size": 16, "lr": 5e-5, "loss": "MultipleNegativesRankingLoss (scale 20)",
-               "sampler": "no_duplicates", "seed": 42, "max_length": MAX_LENGTH}
+               "sampler": "no_duplicates", "seed": "the run's trainer seed", "max_length": MAX_LENGTH,
+               "bf16": "where the CPU has native bf16, as pipe's --precision auto (measured equal to f32 within noise)"}
 ST_MINE = {"range_max": 30, "num_negatives": 3, "relative_margin": 0.05, "output_format": "n-tuple",
            "corpus": "the training pairs' positives (mine_hard_negatives' default)"}
 STAGES = ("compose", "mine", "train", "iterate", "eval")
@@ -84,9 +85,9 @@ def _st_dataset(terms: list[Term]) -> Any:
 
 
 def _st_train(model: Any, dataset: Any, out: Path, loss: Any = None, batch_size: int | None = None,
-              epochs: int | None = None, lr: float | None = None, seed: int | None = None) -> dict[str, Any]:
-    """The plain script: SentenceTransformerTrainer, MNRL, 3 epochs, batch 16, lr 5e-5, seed 42, no dev set
-    (an experiment may change the loss, batch size, epochs, learning rate and trainer seed)."""
+              epochs: int | None = None, lr: float | None = None, seed: int = 42) -> dict[str, Any]:
+    """The plain script: SentenceTransformerTrainer, MNRL, 3 epochs, batch 16, lr 5e-5, no dev set, bf16 where
+    native (an experiment may change the loss, batch size, epochs and learning rate)."""
     from sentence_transformers import (
         SentenceTransformerTrainer,
         SentenceTransformerTrainingArguments,
@@ -96,10 +97,12 @@ def _st_train(model: Any, dataset: Any, out: Path, loss: Any = None, batch_size:
         MultipleNegativesRankingLoss,
     )
 
+    from pipe_embed.training.precision import detect_precision
+
     args = SentenceTransformerTrainingArguments(
         output_dir=str(out), num_train_epochs=epochs or ST_SETTINGS["epochs"],
         per_device_train_batch_size=batch_size or ST_SETTINGS["batch_size"], learning_rate=lr or ST_SETTINGS["lr"],
-        seed=ST_SETTINGS["seed"] if seed is None else seed, batch_sampler=BatchSamplers.NO_DUPLICATES, use_cpu=True,
+        seed=seed, bf16=detect_precision("auto", "cpu").bf16, batch_sampler=BatchSamplers.NO_DUPLICATES, use_cpu=True,
         report_to="none", save_strategy="no", logging_steps=10, disable_tqdm=True)
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset,
                                          loss=loss or MultipleNegativesRankingLoss(model))
@@ -113,12 +116,12 @@ def base_model() -> Any:
     return model
 
 
-def st_inbatch(train: list[Term], work: Path) -> tuple[Any, dict[str, Any]]:
+def st_inbatch(train: list[Term], work: Path, seed: int) -> tuple[Any, dict[str, Any]]:
     model = base_model()
-    return model, _st_train(model, _st_dataset(train), work / "st")
+    return model, _st_train(model, _st_dataset(train), work / "st", seed=seed)
 
 
-def st_mined(train: list[Term], work: Path) -> tuple[Any, dict[str, Any]]:
+def st_mined(train: list[Term], work: Path, seed: int) -> tuple[Any, dict[str, Any]]:
     from sentence_transformers.util import mine_hard_negatives
 
     model = base_model()
@@ -126,20 +129,21 @@ def st_mined(train: list[Term], work: Path) -> tuple[Any, dict[str, Any]]:
                                   num_negatives=ST_MINE["num_negatives"],
                                   relative_margin=ST_MINE["relative_margin"], output_format="n-tuple",
                                   batch_size=64, verbose=False)
-    info = _st_train(model, dataset, work / "st")
+    info = _st_train(model, dataset, work / "st", seed=seed)
     info["rows_with_negatives"] = len(dataset)
     return model, info
 
 
-def _pipe_compose(glossary: Glossary, train: list[Term], work: Path, variant: PipeVariant
+def _pipe_compose(glossary: Glossary, train: list[Term], work: Path, variant: PipeVariant, seed: int
                   ) -> tuple[Any, Any, dict[str, Any]]:
     from pipe_embed.pipeline.compose.stage import run_compose
     from pipe_embed.pipeline.core.store import Store
 
     configs = variant.configs()
+    configs["train"] = dataclasses.replace(configs["train"], seed=seed)
     store = Store(work / "data")
     compose = run_compose(store, configs["compose"], inputs=[write_glossary_csv(train, work / "glossary.csv")]).artifact
-    if variant.bench("mine_corpus") == "all":
+    if variant.bench("mine_corpus") == "all":  # every text of the retrieval corpus, as a user's RAG corpus
         path = work / "all_definitions.jsonl"
         path.write_text("".join(json.dumps({"text": t}) + "\n" for t in glossary.corpus.values()), encoding="utf-8")
         configs["mine"] = dataclasses.replace(configs["mine"], corpus=str(path))
@@ -177,11 +181,12 @@ def loss_directions(directions: list[str] | None) -> Iterator[None]:
         train_module.build_loss = original
 
 
-def pipe_train(glossary: Glossary, train: list[Term], work: Path, variant: PipeVariant) -> tuple[Any, dict[str, Any]]:
+def pipe_train(glossary: Glossary, train: list[Term], work: Path, variant: PipeVariant, seed: int
+               ) -> tuple[Any, dict[str, Any]]:
     """`pipe compose --input train.csv` + `pipe train --from compose@latest`."""
     from pipe_embed.training.train import MODEL_DIR, run_train
 
-    store, compose, configs = _pipe_compose(glossary, train, work, variant)
+    store, compose, configs = _pipe_compose(glossary, train, work, variant, seed)
     with loss_directions(variant.bench("directions")):
         artifact = run_train(store, configs["train"], compose).artifact
     info = {"splits": compose.stats["splits"], "epochs": configs["train"].epochs,
@@ -190,11 +195,12 @@ def pipe_train(glossary: Glossary, train: list[Term], work: Path, variant: PipeV
     return load_model(str(artifact.file(MODEL_DIR)), device="cpu"), info
 
 
-def pipe_iterate(glossary: Glossary, train: list[Term], work: Path, variant: PipeVariant) -> tuple[Any, dict[str, Any]]:
+def pipe_iterate(glossary: Glossary, train: list[Term], work: Path, variant: PipeVariant, seed: int
+               ) -> tuple[Any, dict[str, Any]]:
     """`pipe compose --input train.csv` + `pipe iterate` (mine → train → eval rounds)."""
     from pipe_embed.pipeline.orchestrate.iterate import read_rounds, run_iterate
 
-    store, compose, configs = _pipe_compose(glossary, train, work, variant)
+    store, compose, configs = _pipe_compose(glossary, train, work, variant, seed)
     with loss_directions(variant.bench("directions")):
         artifact = run_iterate(store, configs["iterate"], configs["mine"], configs["train"], configs["eval"],
                                from_ref=compose.ref).artifact
