@@ -110,7 +110,7 @@ def load_runs(path: Path) -> dict[str, dict[str, Any]]:
 
 
 def run_one(glossary: Glossary, split: tuple[int, int], seed: int, recipe: str,
-            variant: PipeVariant | None) -> dict[str, Any]:
+            variant: PipeVariant | None, quick: bool) -> dict[str, Any]:
     """Train (or not) with one recipe on one fold and trainer seed, and score it on the fold's held-out terms."""
     fold, folds = split
     train, held_out = split_terms(glossary, fold, folds)
@@ -133,8 +133,21 @@ def run_one(glossary: Glossary, split: tuple[int, int], seed: int, recipe: str,
             "train_terms": len(train), "held_out_terms": len(held_out), "corpus": len(glossary.corpus),
             "wall_s": round(time.perf_counter() - start, 1), "train_wall_s": round(train_s, 1),
             "load_avg_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)], "info": info,
-            "pipe_variant": variant.settings() if variant is not None else None,
-            "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            "pipe_variant": variant.settings() if variant is not None else None, "quick": quick,
+            "git_commit": git_commit(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+
+
+def git_commit() -> str | None:
+    import subprocess
+
+    done = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return done.stdout.strip() or None
+
+
+def identity(record: dict[str, Any]) -> tuple[Any, ...]:
+    """A run's glossary, fold, trainer seed and recipe, without the code and settings its key also holds."""
+    return (record["glossary"], record["fold"], record["folds"], record["seed"], record["recipe"],
+            record.get("quick", False))
 
 
 def recipe_names(recipes: list[str], variants: list[PipeVariant]) -> list[tuple[str, PipeVariant | None]]:
@@ -235,6 +248,7 @@ def write_results(out: Path, args: argparse.Namespace, variants: list[PipeVarian
                                 "term's definitions; metrics as ST's InformationRetrievalEvaluator",
                      "interval": "pipe - best plain recipe (by mean), paired per query and trainer seed; 95% "
                                  "percentile bootstrap resampling queries and seeds",
+                     "runs_matched_without_code": getattr(args, "loose", []),
                      "st_training": ST_SETTINGS, "st_mine_hard_negatives": ST_MINE,
                      "pipe_variants": [v.settings() for v in variants],
                      "pipe_fixed": {"train.max_length": MAX_LENGTH, "train.device": "cpu", "eval.device": "cpu",
@@ -268,7 +282,8 @@ def main() -> None:
     parser.add_argument("--no-default-pipe", action="store_true", help="run only the --pipe-config variants")
     parser.add_argument("--quick", action="store_true", help=f"debug: {QUICK_TERMS} random terms per glossary")
     parser.add_argument("--cached-only", action="store_true",
-                        help="compute nothing: summarise the runs already in the runs file (missing ones skipped)")
+                        help="compute nothing: summarise the runs already in the runs file (missing ones skipped; a "
+                             "run whose pipe code has moved on since is used and listed in the results)")
     parser.add_argument("--fresh", action="store_true", help="recompute runs found in the runs file")
     parser.add_argument("--threads", type=int, default=0,
                         help="torch threads (0 = torch's default; 1 avoids thrashing on a crowded machine)")
@@ -294,6 +309,8 @@ def main() -> None:
     summary: dict[str, dict[str, Any]] = {}
     glossaries: dict[str, Any] = {}
     all_margins: dict[str, Any] = {}
+    loose: list[str] = []
+    args.loose = loose
     for spec in args.glossaries.split(","):
         glossary = load_glossary(spec)
         if args.quick:
@@ -310,9 +327,14 @@ def main() -> None:
                     if key in cache and not args.fresh:
                         record = cache[key]
                     elif args.cached_only:
-                        continue
+                        same = [r for r in cache.values() if identity(r) == (glossary.name, fold, args.folds, seed if
+                                recipe != "base" else 0, recipe, args.quick)]
+                        if not same:
+                            continue
+                        record = same[-1]  # pipe's code moved since it ran (the runs file says which commit)
+                        loose.append(f"{glossary.name} fold {fold} seed {seed} {recipe}")
                     else:
-                        record = {"key": key, **run_one(glossary, (fold, args.folds), seed, recipe, variant)}
+                        record = {"key": key, **run_one(glossary, (fold, args.folds), seed, recipe, variant, args.quick)}
                         with open(args.runs, "a", encoding="utf-8") as fh:
                             fh.write(json.dumps(record) + "\n")
                         cache[key] = record
